@@ -1,0 +1,73 @@
+# switchyard: `make run` serves the default config, `make test` runs the tests.
+# Both install what is missing first (Debian packages, npm ci) and build.
+
+SHELL := /bin/bash
+ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_OBJ := native/build/steering.bpf.o
+ADDON := native/build/Release/switchyard.node
+CONFIG ?= config/examples/default.json
+RUN_ARGS ?= --runtime-dir /tmp/switchyard-run
+APT_PACKAGES := clang llvm libbpf-dev bpftool build-essential python3 iproute2 netcat-openbsd libcap2-bin util-linux
+BENCH_PACKAGES := haproxy nginx wrk iperf3
+
+.PHONY: all deps system-deps build run test test-unit bench bench-quick install clean
+
+all: build
+
+# Each command or header stands for the package that provides it; apt-get runs only when one is missing.
+system-deps:
+	@missing=""; \
+	for c in clang:clang llc:llvm bpftool:bpftool gcc:build-essential make:build-essential python3:python3 ip:iproute2 nc:netcat-openbsd capsh:libcap2-bin unshare:util-linux; do \
+	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
+	done; \
+	[ -f /usr/include/bpf/libbpf.h ] || missing="$$missing libbpf-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: system-deps node_modules/.installed
+
+$(BPF_OBJ): native/steering.bpf.c native/steering.h | deps
+	@mkdir -p native/build
+	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -c native/steering.bpf.c -o $@
+
+$(ADDON): native/*.c native/*.h native/binding.gyp | deps
+	npx node-gyp rebuild --directory native
+	@touch $@
+
+dist/.built: $(shell find supervisor worker config common cli native test bench -name '*.ts' 2>/dev/null) tsconfig.json | deps
+	npx tsc -p tsconfig.json
+	@touch $@
+
+build: deps $(ADDON) $(BPF_OBJ) dist/.built
+
+# Starts local echo servers for the default config's targets, then the proxy in the foreground.
+run: build
+	@set -e; \
+	node bin/switchyard.js echo --listen 127.0.0.1:6001 --listen 127.0.0.1:6002 --listen 127.0.0.1:6003 & echo_pid=$$!; \
+	trap 'kill $$echo_pid 2>/dev/null' EXIT; \
+	node bin/switchyard.js run --config $(CONFIG) $(RUN_ARGS)
+
+test: build
+	npx ava
+
+bench: build
+	$(MAKE) -s bench-deps
+	node dist/bench/main.js
+
+bench-quick: build
+	$(MAKE) -s bench-deps
+	node dist/bench/main.js --quick
+
+bench-deps:
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi
+
+clean:
+	rm -rf dist native/build

@@ -1,0 +1,63 @@
+import net from "node:net";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { CONTROL_SOCKET, type ControlRequest, type ControlResponse } from "../common/control-protocol.js";
+import { defaultRuntimeDir } from "../supervisor/args.js";
+import { formatStatusTable } from "./status-table.js";
+
+function call(socketPath: string, req: ControlRequest): Promise<ControlResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.write(JSON.stringify(req) + "\n"));
+    socket.on("data", (c: string) => (text += c));
+    socket.on("error", reject);
+    socket.on("end", () => {
+      try {
+        resolve(JSON.parse(text) as ControlResponse);
+      } catch {
+        reject(new Error(`malformed answer from ${socketPath}: ${JSON.stringify(text.slice(0, 200))}`));
+      }
+    });
+  });
+}
+
+/** `switchyard ctl [--runtime-dir DIR] [--json] status|reload` */
+export async function ctl(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { "runtime-dir": { type: "string" }, json: { type: "boolean" } },
+  });
+  const command = positionals[0];
+  if (command !== "status" && command !== "reload") {
+    process.stderr.write("usage: switchyard ctl [--runtime-dir DIR] [--json] status|reload\n");
+    return 2;
+  }
+  const socketPath = path.join(values["runtime-dir"] ?? defaultRuntimeDir(), CONTROL_SOCKET);
+  let res: ControlResponse;
+  try {
+    res = await call(socketPath, { command });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code === "ENOENT" || code === "ECONNREFUSED" ? " (is the supervisor running with this --runtime-dir?)" : code === "EACCES" ? " (permission denied: run as the supervisor's user)" : "";
+    process.stderr.write(`switchyard ctl: cannot reach ${socketPath}: ${code ?? (err as Error).message}${hint}\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    process.stderr.write(`switchyard ctl ${command}: failed: ${res.code}: ${res.message}\n`);
+    const problems = (res.result as { problems?: { path: string; message: string }[] } | undefined)?.problems ?? [];
+    for (const p of problems) process.stderr.write(`  ${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+    if (values.json && res.result !== undefined) process.stdout.write(JSON.stringify(res.result, null, 2) + "\n");
+    return 1;
+  }
+  if (values.json) process.stdout.write(JSON.stringify(res.result, null, 2) + "\n");
+  else if (command === "status") process.stdout.write(formatStatusTable(res.result as Record<string, unknown>));
+  else {
+    const r = res.result as { generation: number; durationMs: number };
+    process.stdout.write(`reloaded: generation ${r.generation} serving (${r.durationMs} ms)\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,46 @@
+// The `switchyard` command: picks the subcommand; each lives in its own module.
+import { SwitchyardError } from "../common/errors.js";
+
+const USAGE = `usage:
+  switchyard run --config FILE [--workers N] [--admin HOST:PORT] [--steering auto|bpf|ports]
+                 [--runtime-dir DIR] [--drain-timeout SECONDS] [--user NAME] [--access-log -|off|FILE]
+  switchyard check --config FILE
+  switchyard ctl [--runtime-dir DIR] [--json] status|reload
+  switchyard echo --listen HOST:PORT [--listen HOST:PORT ...]
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "run":
+      return (await import("../supervisor/main.js")).runSupervisor(rest);
+    case "check":
+      return (await import("./check.js")).check(rest);
+    case "ctl":
+      return (await import("./ctl.js")).ctl(rest);
+    case "echo":
+      return (await import("./echo.js")).echo(rest);
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(command ? `switchyard: unknown command "${command}"\n${USAGE}` : USAGE);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Handles (watchers, timers) of a finished command must not keep us alive.
+    if (process.argv[2] !== "echo") setImmediate(() => process.exit(code));
+  },
+  (err: unknown) => {
+    const usage = err instanceof SwitchyardError && err.code === "USAGE";
+    const parseError = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    process.stderr.write(`switchyard: ${(err as Error).message}\n${usage || parseError ? USAGE : ""}`);
+    process.exit(usage || parseError ? 2 : 1);
+  },
+);

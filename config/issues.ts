@@ -1,0 +1,46 @@
+// zod reports paths as arrays and some messages in its own terms. Operators read
+// `Apps[1].Ports[2]: must be 1-65535`, so every issue is turned into that form here.
+
+import type { z } from "zod";
+import type { ConfigProblem } from "../common/errors.js";
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/** ["Apps", 1, "Ports", 2] → "Apps[1].Ports[2]"; the document itself is "". */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else if (typeof part === "string" && IDENTIFIER.test(part)) out += out === "" ? part : `.${part}`;
+    else out += `[${JSON.stringify(String(part))}]`;
+  }
+  return out;
+}
+
+function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+  const near = allowed.find((k) => k.toLowerCase() === key.toLowerCase());
+  if (near !== undefined) return `unknown key; did you mean "${near}"? (keys are case-sensitive)`;
+  return `unknown key; allowed here: ${allowed.join(", ")}`;
+}
+
+/**
+ * @param allowedKeys the keys the strict object at `path` accepts, to suggest a fix
+ *   for an unknown key (most are a wrong case: "ports" for "Ports").
+ */
+export function problemsFromIssues(
+  issues: readonly z.core.$ZodIssue[],
+  allowedKeys: (path: readonly PropertyKey[]) => readonly string[],
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
+    if (issue.code === "unrecognized_keys") {
+      // One problem per key, each at the key's own path, rather than one at the object.
+      for (const key of issue.keys) {
+        problems.push({ path: formatPath([...issue.path, key]), message: unknownKeyMessage(key, allowedKeys(issue.path)) });
+      }
+    } else {
+      problems.push({ path: formatPath(issue.path), message: issue.message });
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,32 @@
+// The validated, normalised form of a config file. The supervisor builds it,
+// hands it to every worker, and both sides read it; nothing else crosses over.
+
+export interface Target {
+  /** As written in the config, e.g. "tcp-echo.fly.dev:5001" or "[::1]:80". */
+  label: string;
+  /** Host name or IP address, without IPv6 brackets. */
+  host: string;
+  port: number;
+}
+
+export interface AppPlan {
+  name: string;
+  /** Position in Plan.apps; stable only within one Plan. */
+  index: number;
+  /** Every port, ranges expanded, sorted ascending, no duplicates. */
+  ports: number[];
+  /**
+   * Destination addresses or prefixes this app answers on, in CIDR form
+   * ("0.0.0.0/0", "::/0", "127.0.0.1/32"). Default: all local addresses of both families.
+   */
+  addresses: string[];
+  targets: Target[];
+  /** Name of the balancing strategy (worker/balancers/). */
+  balance: "round-robin";
+  /** Milliseconds a worker waits for a target to accept before it tries the next. */
+  connectTimeoutMs: number;
+}
+
+export interface Plan {
+  apps: AppPlan[];
+}

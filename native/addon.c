@@ -1,0 +1,10 @@
+/* Module init: each source file registers its own functions. */
+#include "bpf.h"
+#include "napi_util.h"
+
+NAPI_MODULE_INIT() {
+  NAPI_CALL(env, switchyard_init_sockets(env, exports));
+  NAPI_CALL(env, switchyard_init_fdpass(env, exports));
+  NAPI_CALL(env, switchyard_init_bpf(env, exports));
+  return exports;
+}

@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "switchyard",
+      "sources": ["addon.c", "sockets.c", "fdpass.c", "bpf.c"],
+      "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes"],
+      "cflags_c": ["-std=gnu11"],
+      "libraries": ["-lbpf"],
+      "configurations": {
+        "Release": {
+          "cflags!": ["-O3"],
+          "cflags": ["-O2"]
+        }
+      }
+    }
+  ]
+}

@@ -1,0 +1,98 @@
+// The only importer of the .node file: a typed facade over the C addon.
+// Every function is synchronous and throws a SyscallError (common/errors.ts) on
+// failure: `code` is the errno name ("EADDRINUSE"), `syscall` the failing call,
+// `errno` negative as in Node's own system errors.
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+export interface SocketName {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ReceivedFds {
+  data: Buffer;
+  fds: number[];
+}
+
+export interface ListenOptions {
+  /** Default true: an IPv6 listener never takes IPv4 connections unless asked. */
+  v6only?: boolean;
+  reusePort?: boolean;
+  /** Bind an address not (yet) configured on this host. */
+  freebind?: boolean;
+}
+
+interface Binding {
+  listenTcp(host: string, port: number, backlog: number, opts?: ListenOptions): number;
+  socketName(fd: number): SocketName;
+  socketInode(fd: number): number;
+  socketPair(): [number, number];
+  sendFds(sock: number, data: Buffer, fds: number[]): number;
+  recvFds(sock: number, maxBytes: number, maxFds: number): ReceivedFds;
+  setRecvTimeout(sock: number, ms: number): void;
+  closeFd(fd: number): void;
+  getPeerCred(fd: number): PeerCred;
+}
+
+// Resolved against this file (dist/native/index.js), never against the cwd.
+const addonPath = fileURLToPath(new URL("../../native/build/Release/switchyard.node", import.meta.url));
+const binding = createRequire(import.meta.url)(addonPath) as Binding;
+
+/** Non-blocking, close-on-exec, SO_REUSEADDR listening socket; port 0 picks an ephemeral port. */
+export function listenTcp(host: string, port: number, backlog: number, opts?: ListenOptions): number {
+  return binding.listenTcp(host, port, backlog, opts);
+}
+
+export function socketName(fd: number): SocketName {
+  return binding.socketName(fd);
+}
+
+/** The INODE in /proc/PID/fd's "socket:[INODE]": equal inodes mean the same socket. */
+export function socketInode(fd: number): number {
+  return binding.socketInode(fd);
+}
+
+export function socketPair(): [number, number] {
+  return binding.socketPair();
+}
+
+/**
+ * One sendmsg carrying `fds` (at most 253) on `data`, which must be non-empty when
+ * fds are sent. May send fewer bytes than data.length: returns the count sent.
+ */
+export function sendFds(sock: number, data: Buffer, fds: number[]): number {
+  return binding.sendFds(sock, data, fds);
+}
+
+/**
+ * One recvmsg; received fds are close-on-exec. More fds than `maxFds` arriving
+ * throws EMSGSIZE after closing those that did arrive. Empty `data` means EOF.
+ * A timeout (setRecvTimeout) or a non-blocking socket throws EAGAIN.
+ */
+export function recvFds(sock: number, maxBytes: number, maxFds: number): ReceivedFds {
+  return binding.recvFds(sock, maxBytes, maxFds);
+}
+
+/** SO_RCVTIMEO; 0 blocks forever. */
+export function setRecvTimeout(sock: number, ms: number): void {
+  binding.setRecvTimeout(sock, ms);
+}
+
+export function closeFd(fd: number): void {
+  binding.closeFd(fd);
+}
+
+export function getPeerCred(fd: number): PeerCred {
+  return binding.getPeerCred(fd);
+}
+
+/** The raw addon, for the other facades in native/ (steering.ts); not for use elsewhere. */
+export { binding as addon };

@@ -1,0 +1,61 @@
+import fs from "node:fs";
+import type { Readable } from "node:stream";
+import type { Logger } from "../common/log.js";
+
+/**
+ * Where the workers' access-log lines go: stdout, a file (reopened on
+ * SIGUSR1, for logrotate), or nowhere. Workers write into pipes; only whole
+ * lines are passed on, so lines of two workers never interleave.
+ */
+export class AccessLogSink {
+  private file: fs.WriteStream | undefined;
+
+  constructor(private readonly destination: string, private readonly log: Logger) {
+    if (destination !== "-" && destination !== "off") this.file = this.openFile();
+  }
+
+  get enabled(): boolean {
+    return this.destination !== "off";
+  }
+
+  private openFile(): fs.WriteStream {
+    const stream = fs.createWriteStream(this.destination, { flags: "a", mode: 0o640 });
+    stream.on("error", (err) => this.log.error({ event: "access_log_error", file: this.destination, err }));
+    return stream;
+  }
+
+  attach(source: Readable): void {
+    let rest = "";
+    source.setEncoding("utf8");
+    source.on("data", (chunk: string) => {
+      const text = rest + chunk;
+      const end = text.lastIndexOf("\n");
+      if (end < 0) {
+        rest = text;
+        return;
+      }
+      rest = text.slice(end + 1);
+      this.write(text.slice(0, end + 1));
+    });
+    source.on("error", () => undefined);
+  }
+
+  private write(lines: string): void {
+    if (this.destination === "off") return;
+    if (this.file) this.file.write(lines);
+    else process.stdout.write(lines);
+  }
+
+  reopen(): void {
+    if (!this.file) return;
+    const old = this.file;
+    this.file = this.openFile();
+    old.end();
+    this.log.info({ event: "access_log_reopened", file: this.destination });
+  }
+
+  close(): Promise<void> {
+    const f = this.file;
+    return f ? new Promise((resolve) => f.end(() => resolve())) : Promise.resolve();
+  }
+}

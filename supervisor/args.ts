@@ -1,0 +1,75 @@
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { SwitchyardError } from "../common/errors.js";
+
+export type SteeringChoice = "auto" | "bpf" | "ports";
+
+export interface RunOptions {
+  config: string;
+  workers: number;
+  admin: { host: string; port: number };
+  steering: SteeringChoice;
+  runtimeDir: string;
+  drainTimeoutMs: number;
+  startTimeoutMs: number;
+  maxDraining: number;
+  /** Unprivileged user the workers run as when started by root; "" keeps root. */
+  user: string;
+  /** "-" for stdout, "off", or a file path (reopened on SIGUSR1). */
+  accessLog: string;
+}
+
+export function defaultRuntimeDir(): string {
+  return process.env.RUNTIME_DIRECTORY?.split(":")[0] || "/run/switchyard";
+}
+
+function usage(message: string): never {
+  throw new SwitchyardError("USAGE", message);
+}
+
+function positiveNumber(name: string, text: string, integer: boolean): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) usage(`--${name}: must be a positive ${integer ? "integer" : "number"}, got "${text}"`);
+  return n;
+}
+
+export function parseHostPort(text: string, what: string): { host: string; port: number } {
+  const m = text.match(/^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 0 || port > 65535) usage(`${what}: expected HOST:PORT, got "${text}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export function parseRunArgs(argv: string[]): RunOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      config: { type: "string", short: "c" },
+      workers: { type: "string" },
+      admin: { type: "string" },
+      steering: { type: "string" },
+      "runtime-dir": { type: "string" },
+      "drain-timeout": { type: "string" },
+      "start-timeout": { type: "string" },
+      "max-draining": { type: "string" },
+      user: { type: "string" },
+      "access-log": { type: "string" },
+    },
+  });
+  if (!values.config) usage("run: --config FILE is required");
+  const steering = values.steering ?? "auto";
+  if (steering !== "auto" && steering !== "bpf" && steering !== "ports") usage(`--steering: expected auto, bpf or ports, got "${steering}"`);
+  return {
+    config: values.config,
+    workers: values.workers ? positiveNumber("workers", values.workers, true) : os.availableParallelism(),
+    admin: parseHostPort(values.admin ?? "127.0.0.1:9901", "--admin"),
+    steering,
+    runtimeDir: values["runtime-dir"] ?? defaultRuntimeDir(),
+    drainTimeoutMs: Math.round(1000 * (values["drain-timeout"] ? positiveNumber("drain-timeout", values["drain-timeout"], false) : 30)),
+    startTimeoutMs: Math.round(1000 * (values["start-timeout"] ? positiveNumber("start-timeout", values["start-timeout"], false) : 10)),
+    maxDraining: values["max-draining"] ? positiveNumber("max-draining", values["max-draining"], true) : 3,
+    user: values.user ?? "nobody",
+    accessLog: values["access-log"] ?? "-",
+  };
+}

@@ -1,0 +1,62 @@
+import path from "node:path";
+import fs from "node:fs/promises";
+import { createHash } from "node:crypto";
+import chokidar, { type FSWatcher } from "chokidar";
+import type { Logger } from "../common/log.js";
+
+const DEBOUNCE_MS = 150;
+
+async function contentHash(file: string): Promise<string | undefined> {
+  try {
+    return createHash("sha256").update(await fs.readFile(file)).digest("hex");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Watches the config file's directory rather than the file: an editor's save
+ * by rename and a ConfigMap's swap of the `..data` symlink replace the file,
+ * and a watch on the old inode would miss them. Bursts of events are
+ * debounced, and a reload is asked for only when the content really changed,
+ * so one save or one swap gives exactly one reload.
+ */
+export class ConfigWatch {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastHash: string | undefined;
+
+  constructor(private readonly file: string, private readonly onChange: () => void, private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    this.lastHash = await contentHash(this.file);
+    const dir = path.dirname(path.resolve(this.file));
+    this.watcher = chokidar.watch(dir, { depth: 0, ignoreInitial: true, followSymlinks: false, atomic: false });
+    this.watcher.on("all", () => this.schedule());
+    this.watcher.on("error", (err) => this.log.warn({ event: "config_watch_error", err }));
+    await new Promise<void>((resolve) => this.watcher!.once("ready", () => resolve()));
+  }
+
+  /** Call after any reload, so a later save of the same content is not taken for a change. */
+  async remember(): Promise<void> {
+    this.lastHash = await contentHash(this.file);
+  }
+
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.check(), DEBOUNCE_MS);
+  }
+
+  private async check(): Promise<void> {
+    const hash = await contentHash(this.file);
+    if (hash === undefined || hash === this.lastHash) return;
+    this.lastHash = hash;
+    this.log.info({ event: "config_changed", file: this.file });
+    this.onChange();
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.watcher?.close();
+  }
+}

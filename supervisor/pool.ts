@@ -1,0 +1,170 @@
+import type { Plan } from "../config/plan.js";
+import type { Logger } from "../common/log.js";
+import { SwitchyardError } from "../common/errors.js";
+import { Generation } from "./generation.js";
+import type { ListenerProvider, PreparedListeners } from "./listener-provider.js";
+import type { WorkerEvents, WorkerOptions, WorkerProcess } from "./worker-process.js";
+
+export interface PoolOptions {
+  workers: number;
+  maxDraining: number;
+  log: Logger;
+  provider: ListenerProvider;
+  spawn(opts: Pick<WorkerOptions, "generation" | "index" | "plan" | "listeners">, events: WorkerEvents): WorkerProcess;
+  /** Called for everything a worker reports beyond its lifecycle (metrics, access log). */
+  observe: Pick<WorkerEvents, "onDrained" | "onMetrics" | "onAccessLog">;
+}
+
+/**
+ * The generations of workers, and the only place their state changes.
+ * Invariant: at most one generation starting, at most one serving (current),
+ * at most `maxDraining` draining. Reloads are serialised by the caller
+ * (ReloadQueue); worker events arrive here one at a time on the event loop.
+ */
+export class Pool {
+  current: Generation | undefined;
+  starting: Generation | undefined;
+  readonly draining: Generation[] = [];
+  private nextNumber = 1;
+  private stopping = false;
+  private readonly startWaiters = new Map<Generation, { resolve(): void; reject(err: SwitchyardError): void }>();
+  private exitWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: PoolOptions) {}
+
+  /** Starts a generation for `plan`, gates it on health, cuts over. Rejects with nothing changed. */
+  async deploy(plan: Plan): Promise<Generation> {
+    if (this.stopping) throw new SwitchyardError("RELOAD_FAILED", "shutting down");
+    const prepared = this.opts.provider.prepare(plan);
+    const gen = new Generation(this.nextNumber++, plan, prepared, this.opts.workers);
+    this.starting = gen;
+    this.opts.log.info({ event: "generation_starting", generation: gen.number, workers: this.opts.workers, apps: plan.apps.length });
+    const started = new Promise<void>((resolve, reject) => this.startWaiters.set(gen, { resolve, reject }));
+    for (let i = 0; i < gen.slots.length; i++) this.spawnInto(gen, i, prepared);
+    try {
+      await started;
+    } catch (err) {
+      this.startWaiters.delete(gen);
+      this.starting = undefined;
+      gen.state = "stopped";
+      for (const w of gen.workers()) w.kill("SIGKILL");
+      prepared.rollback();
+      this.opts.log.info({ event: "generation_abandoned", generation: gen.number });
+      throw err;
+    }
+    this.startWaiters.delete(gen);
+    this.cutOver(gen);
+    return gen;
+  }
+
+  private cutOver(gen: Generation): void {
+    gen.prepared.commit();
+    const old = this.current;
+    this.starting = undefined;
+    this.current = gen;
+    gen.state = "serving";
+    this.opts.log.info({ event: "generation_serving", generation: gen.number, startup_ms: Date.now() - gen.startedAt });
+    if (old) this.drain(old);
+    while (this.draining.length > this.opts.maxDraining) {
+      const oldest = this.draining[0]!;
+      this.opts.log.warn({ event: "generation_force_closed", generation: oldest.number, reason: "too many draining generations", limit: this.opts.maxDraining });
+      for (const w of oldest.workers()) w.kill("SIGKILL");
+      this.forget(oldest);
+    }
+  }
+
+  private drain(gen: Generation): void {
+    gen.state = "draining";
+    gen.drainingSince = Date.now();
+    gen.cancelRestarts();
+    this.draining.push(gen);
+    for (const w of gen.workers()) w.drain();
+    this.opts.log.info({ event: "generation_draining", generation: gen.number });
+    if (!gen.hasLiveWorkers()) this.forget(gen);
+  }
+
+  private forget(gen: Generation): void {
+    gen.state = "stopped";
+    const i = this.draining.indexOf(gen);
+    if (i >= 0) this.draining.splice(i, 1);
+    this.opts.log.info({ event: "generation_stopped", generation: gen.number });
+    this.notifyIfAllExited();
+  }
+
+  private spawnInto(gen: Generation, index: number, prepared: PreparedListeners): void {
+    const w = this.opts.spawn({ generation: gen.number, index, plan: gen.plan, listeners: prepared.listeners }, {
+      onReady: (w) => this.onReady(gen, w),
+      onStartFailed: (w, err) => this.onStartFailed(gen, w, err),
+      onExit: (w, code, signal) => this.onExit(gen, w, code, signal),
+      ...this.opts.observe,
+    });
+    gen.slots[index]!.worker = w;
+  }
+
+  private onReady(gen: Generation, w: WorkerProcess): void {
+    this.opts.log.info({ event: "worker_ready", generation: gen.number, worker: w.index, pid: w.pid, startup_ms: Date.now() - w.startedAt });
+    if (gen.state === "starting" && gen.allServing()) this.startWaiters.get(gen)?.resolve();
+    if (gen.state === "draining" || gen.state === "stopped") w.drain();
+  }
+
+  private onStartFailed(gen: Generation, w: WorkerProcess, err: SwitchyardError): void {
+    this.opts.log.error({ event: "worker_start_failed", generation: gen.number, worker: w.index, pid: w.pid, code: err.code, reason: err.message });
+    if (gen.state === "starting") this.startWaiters.get(gen)?.reject(new SwitchyardError("WORKER_UNHEALTHY", `generation ${gen.number}, worker ${w.index}: ${err.message}`, { cause: err }));
+  }
+
+  private onExit(gen: Generation, w: WorkerProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    const slot = gen.slots[w.index]!;
+    const inSlot = slot.worker === w;
+    if (gen === this.current && inSlot && !this.stopping) {
+      const served = Date.now() - w.startedAt;
+      const delay = gen.restartDelay(w.index, served);
+      this.opts.log.error({ event: "worker_died", generation: gen.number, worker: w.index, pid: w.pid, code, signal, restart_in_ms: delay });
+      slot.restartTimer = setTimeout(() => {
+        if (gen === this.current && !this.stopping && slot.worker === w) this.spawnInto(gen, w.index, gen.prepared);
+      }, delay);
+      return;
+    }
+    this.opts.log.info({ event: "worker_exited", generation: gen.number, worker: w.index, pid: w.pid, code, signal });
+    if (inSlot && gen.state !== "serving") slot.worker = undefined;
+    if ((gen.state === "draining" || (this.stopping && gen === this.current)) && !gen.hasLiveWorkers()) {
+      if (gen === this.current) this.notifyIfAllExited();
+      else this.forget(gen);
+    }
+    this.notifyIfAllExited();
+  }
+
+  /** Every worker of the current generation answers /healthz. */
+  healthy(): boolean {
+    return !this.stopping && this.current !== undefined && this.current.allServing();
+  }
+
+  generations(): Generation[] {
+    return [this.starting, this.current, ...this.draining].filter((g): g is Generation => g !== undefined);
+  }
+
+  liveWorkers(): WorkerProcess[] {
+    return this.generations().flatMap((g) => g.workers()).filter((w) => w.state !== "exited");
+  }
+
+  /** Drains everything; resolves once every worker has exited. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    for (const [gen, waiter] of this.startWaiters) waiter.reject(new SwitchyardError("RELOAD_FAILED", `generation ${gen.number} abandoned: shutting down`));
+    for (const g of this.generations()) {
+      g.cancelRestarts();
+      for (const w of g.workers()) w.drain();
+    }
+    this.opts.provider.closeAll();
+    return new Promise((resolve) => {
+      this.exitWaiters.push(resolve);
+      this.notifyIfAllExited();
+    });
+  }
+
+  private notifyIfAllExited(): void {
+    if (!this.stopping || this.liveWorkers().length > 0) return;
+    const waiters = this.exitWaiters;
+    this.exitWaiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,90 @@
+import type { Plan } from "../config/plan.js";
+import type { Logger } from "../common/log.js";
+import { SwitchyardError, isSyscallError } from "../common/errors.js";
+import { closeFd, listenTcp } from "../native/index.js";
+import { portListeners, type PortListenerSpec } from "./listener-layout.js";
+import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
+
+const BACKLOG = 4096;
+
+interface OpenListener {
+  spec: PortListenerSpec;
+  fd: number;
+}
+
+/** Ports mode: one listening socket per address and port. */
+export class PortListeners implements ListenerProvider {
+  readonly mode = "ports" as const;
+  private live = new Map<string, OpenListener>();
+  private liveApps: { name: string; ports: number }[] = [];
+  private warnedNoIpv6 = false;
+
+  constructor(private readonly log: Logger, private readonly bpfOffReason?: string) {}
+
+  prepare(plan: Plan): PreparedListeners {
+    const wanted = portListeners(plan);
+    const opened: OpenListener[] = [];
+    const next = new Map<string, OpenListener>();
+    try {
+      for (const spec of wanted) {
+        const existing = this.live.get(spec.key);
+        if (existing) {
+          next.set(spec.key, { spec, fd: existing.fd });
+          continue;
+        }
+        const fd = this.open(spec);
+        if (fd === undefined) continue;
+        const l = { spec, fd };
+        opened.push(l);
+        next.set(spec.key, l);
+      }
+    } catch (err) {
+      for (const l of opened) closeFd(l.fd);
+      throw err;
+    }
+    let settled = false;
+    return {
+      listeners: [...next.values()].map((l) => ({ spec: { key: l.spec.key, apps: l.spec.apps }, fd: l.fd })),
+      commit: () => {
+        if (settled) return;
+        settled = true;
+        for (const [key, l] of this.live) if (!next.has(key)) closeFd(l.fd);
+        this.live = next;
+        this.liveApps = plan.apps.map((a) => ({ name: a.name, ports: a.ports.length }));
+      },
+      rollback: () => {
+        if (settled) return;
+        settled = true;
+        for (const l of opened) closeFd(l.fd);
+      },
+    };
+  }
+
+  private open(spec: PortListenerSpec): number | undefined {
+    try {
+      return listenTcp(spec.host, spec.port, BACKLOG, { v6only: true });
+    } catch (err) {
+      const noIpv6 = isSyscallError(err) && (err.code === "EAFNOSUPPORT" || err.code === "EADDRNOTAVAIL");
+      if (spec.family === 6 && spec.wildcard && noIpv6) {
+        if (!this.warnedNoIpv6) this.log.warn({ event: "ipv6_unavailable", listener: spec.key, code: (err as { code: string }).code });
+        this.warnedNoIpv6 = true;
+        return undefined;
+      }
+      const code = isSyscallError(err) ? err.code : "unknown";
+      throw new SwitchyardError("LISTEN_FAILED", `cannot listen on ${spec.key} (app ${spec.apps.join(", ")}): ${code}`, { cause: err });
+    }
+  }
+
+  status(): SteeringStatus {
+    return { mode: this.mode, ...(this.bpfOffReason ? { bpfOffReason: this.bpfOffReason } : {}), sockets: this.live.size, apps: this.liveApps };
+  }
+
+  steeredCounts(): undefined {
+    return undefined;
+  }
+
+  closeAll(): void {
+    for (const l of this.live.values()) closeFd(l.fd);
+    this.live.clear();
+  }
+}

@@ -1,0 +1,62 @@
+import type { Supervisor } from "./supervisor.js";
+
+function sumGauge(snapshot: unknown, name: string): number {
+  const metric = (snapshot as { name: string; values: { value: number }[] }[]).find((m) => m.name === name);
+  return metric ? metric.values.reduce((a, v) => a + v.value, 0) : 0;
+}
+
+function targetHealth(snapshots: unknown[], app: string): Map<string, boolean> {
+  const up = new Map<string, boolean>();
+  for (const s of snapshots) {
+    const metric = (s as { name: string; values: { value: number; labels: Record<string, string> }[] }[]).find((m) => m.name === "switchyard_target_up");
+    for (const v of metric?.values ?? []) {
+      if (v.labels.app !== app) continue;
+      const target = v.labels.target!;
+      up.set(target, (up.get(target) ?? true) && v.value === 1);
+    }
+  }
+  return up;
+}
+
+/** The JSON of GET /status and `ctl status`. */
+export async function buildStatus(sup: Supervisor): Promise<Record<string, unknown>> {
+  const snapshots = await sup.metrics.workerSnapshots();
+  const current = sup.pool.current;
+  const steering = sup.provider.status();
+  const steered = sup.provider.steeredCounts();
+  const currentSnapshots = current ? current.workers().flatMap((w) => (snapshots.has(w) ? [snapshots.get(w)] : [])) : [];
+  return {
+    healthy: sup.pool.healthy(),
+    pid: process.pid,
+    uptimeSeconds: Math.round((Date.now() - sup.startedAt) / 1000),
+    generation: current?.number ?? null,
+    config: sup.options.config,
+    steering: { ...steering, apps: steering.apps.map((a) => ({ ...a, ...(steered ? { steered: steered.get(a.name) ?? 0 } : {}) })) },
+    reloading: sup.reloads.busy,
+    lastReload: sup.lastReload ?? null,
+    generations: sup.pool.generations().map((g) => {
+      const workers = g.workers().map((w) => ({
+        index: w.index,
+        pid: w.pid ?? null,
+        state: w.state,
+        connections: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_active") : null,
+      }));
+      return {
+        number: g.number,
+        state: g.state,
+        startedAt: new Date(g.startedAt).toISOString(),
+        connections: workers.reduce((a, w) => a + (w.connections ?? 0), 0),
+        workers,
+      };
+    }),
+    apps: (current?.plan.apps ?? []).map((app) => {
+      const health = targetHealth(currentSnapshots, app.name);
+      return {
+        name: app.name,
+        ports: app.ports,
+        addresses: app.addresses,
+        targets: app.targets.map((t) => ({ target: t.label, up: health.get(t.label) ?? true })),
+      };
+    }),
+  };
+}

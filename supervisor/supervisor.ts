@@ -1,0 +1,86 @@
+import fs from "node:fs";
+import type { Plan } from "../config/plan.js";
+import { loadConfigFile } from "../config/load.js";
+import type { Logger } from "../common/log.js";
+import { ConfigError, SwitchyardError } from "../common/errors.js";
+import type { RunOptions } from "./args.js";
+import { Pool } from "./pool.js";
+import { WorkerProcess } from "./worker-process.js";
+import { ReloadQueue, type ReloadResult } from "./reload-queue.js";
+import { SupervisorMetrics } from "./metrics.js";
+import { AccessLogSink } from "./access-log-sink.js";
+import type { ListenerProvider } from "./listener-provider.js";
+import { workerCredentials } from "./credentials.js";
+
+/** The supervisor's parts, wired together; one instance per process. */
+export class Supervisor {
+  readonly pool: Pool;
+  readonly reloads: ReloadQueue;
+  readonly metrics: SupervisorMetrics;
+  readonly accessLog: AccessLogSink;
+  lastReload: ReloadResult | undefined;
+  readonly startedAt = Date.now();
+  /** Called when a reload starts and ends (sd_notify, config watch). */
+  onReloadStart: () => void = () => undefined;
+  onReloadEnd: (r: ReloadResult) => void = () => undefined;
+
+  constructor(readonly options: RunOptions, readonly provider: ListenerProvider, readonly log: Logger) {
+    fs.mkdirSync(options.runtimeDir, { recursive: true, mode: 0o755 });
+    const credentials = workerCredentials(options.user);
+    this.accessLog = new AccessLogSink(options.accessLog, log);
+    this.pool = new Pool({
+      workers: options.workers,
+      maxDraining: options.maxDraining,
+      log,
+      provider,
+      spawn: (o, events) =>
+        new WorkerProcess(
+          { ...o, runtimeDir: options.runtimeDir, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, log },
+          events,
+        ),
+      observe: {
+        onDrained: (w, final) => this.metrics.retire(w, final.metrics),
+        onMetrics: (w, seq, m) => this.metrics.onWorkerMetrics(w, seq, m),
+        onAccessLog: (_w, stream) => this.accessLog.attach(stream),
+      },
+    });
+    this.metrics = new SupervisorMetrics(this.pool, () => provider.steeredCounts());
+    this.reloads = new ReloadQueue((source) => this.reload(source));
+  }
+
+  /** First generation; throws (CONFIG_INVALID, LISTEN_FAILED, WORKER_UNHEALTHY) if it cannot serve. */
+  async start(plan: Plan): Promise<void> {
+    await this.pool.deploy(plan);
+    this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin: `${this.options.admin.host}:${this.options.admin.port}` });
+  }
+
+  private async reload(source: string): Promise<ReloadResult> {
+    const began = Date.now();
+    const at = new Date(began).toISOString();
+    this.log.info({ event: "reload_started", source });
+    this.onReloadStart();
+    let result: ReloadResult;
+    try {
+      const plan = await loadConfigFile(this.options.config);
+      const gen = await this.pool.deploy(plan);
+      result = { ok: true, generation: gen.number, durationMs: Date.now() - began, source, at };
+      this.log.info({ event: "reload_succeeded", source, generation: gen.number, duration_ms: result.durationMs });
+    } catch (err) {
+      const e = err instanceof SwitchyardError ? err : new SwitchyardError("RELOAD_FAILED", (err as Error).message, { cause: err });
+      const problems = e instanceof ConfigError ? e.problems : undefined;
+      result = { ok: false, code: e.code, message: e.message, ...(problems ? { problems } : {}), durationMs: Date.now() - began, source, at };
+      this.log.error({ event: "reload_failed", source, code: e.code, reason: e.message, problems, current_generation: this.pool.current?.number });
+    }
+    this.metrics.reloads.inc({ result: result.ok ? "success" : "failure" });
+    this.metrics.reloadDuration.observe(result.durationMs / 1000);
+    this.lastReload = result;
+    this.onReloadEnd(result);
+    return result;
+  }
+
+  async stop(): Promise<void> {
+    this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs });
+    await this.pool.stop();
+    await this.accessLog.close();
+  }
+}

@@ -1,0 +1,189 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Readable } from "node:stream";
+import type { Plan } from "../config/plan.js";
+import type { Logger } from "../common/log.js";
+import { SwitchyardError } from "../common/errors.js";
+import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type ToWorker } from "../common/messages.js";
+import { closeFd, socketInode, socketPair } from "../native/index.js";
+import { sendListeners } from "./handoff.js";
+import { probeWorker } from "./health-probe.js";
+
+const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
+
+export interface WorkerOptions {
+  generation: number;
+  index: number;
+  plan: Plan;
+  listeners: readonly { spec: ListenerSpec; fd: number }[];
+  runtimeDir: string;
+  credentials?: { uid: number; gid: number };
+  drainTimeoutMs: number;
+  startTimeoutMs: number;
+  env: NodeJS.ProcessEnv;
+  /** Give the worker a pipe for access-log lines. */
+  accessLog: boolean;
+  log: Logger;
+}
+
+export interface WorkerEvents {
+  /** Hand-over acknowledged and /healthz answered 200. */
+  onReady(w: WorkerProcess): void;
+  /** Could not start (hand-over, health, timeout); the process is being killed. */
+  onStartFailed(w: WorkerProcess, err: SwitchyardError): void;
+  onExit(w: WorkerProcess, code: number | null, signal: NodeJS.Signals | null): void;
+  onDrained(w: WorkerProcess, final: { connections: number; metrics: unknown }): void;
+  onMetrics(w: WorkerProcess, seq: number, metrics: unknown): void;
+  /** The worker's access-log pipe, for the supervisor to forward. */
+  onAccessLog(w: WorkerProcess, stream: Readable): void;
+}
+
+export type WorkerState = "starting" | "serving" | "draining" | "exited";
+
+/** One worker child process: spawn, fd hand-over with acknowledgement, health gate, drain. */
+export class WorkerProcess {
+  state: WorkerState = "starting";
+  readonly generation: number;
+  readonly index: number;
+  readonly healthSocket: string;
+  readonly startedAt = Date.now();
+  private readonly child: ChildProcess;
+  private handoffSock: number | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+  private startTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
+    this.generation = opts.generation;
+    this.index = opts.index;
+    this.healthSocket = path.join(opts.runtimeDir, `worker-${opts.generation}-${opts.index}.sock`);
+    const [ours, theirs] = socketPair();
+    this.handoffSock = ours;
+    try {
+      this.child = spawn(process.execPath, [workerMain], {
+        stdio: ["ignore", "inherit", "inherit", "ipc", theirs, opts.accessLog ? "pipe" : "ignore"],
+        env: { ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: "5" } : {}) },
+      });
+    } finally {
+      closeFd(theirs);
+    }
+    const accessLog = (this.child.stdio as unknown as (Readable | null)[])[5] ?? null;
+    if (accessLog) events.onAccessLog(this, accessLog);
+    this.child.on("message", (raw: unknown) => this.onMessage(raw));
+    this.child.on("exit", (code, signal) => this.onExit(code, signal));
+    // An IPC write to a dying worker fails with EPIPE; its exit event follows.
+    this.child.on("error", (err) => opts.log.warn({ event: "worker_ipc_error", generation: this.generation, worker: this.index, err }));
+    this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
+    void this.handOver();
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private async handOver(): Promise<void> {
+    const { opts } = this;
+    this.send({ type: "start", id: { generation: opts.generation, worker: opts.index }, plan: opts.plan, listeners: opts.listeners.map((l) => l.spec), healthSocket: this.healthSocket, credentials: opts.credentials });
+    try {
+      await sendListeners(this.handoffSock!, opts.listeners.map((l) => ({ key: l.spec.key, fd: l.fd })), this.startedAt + opts.startTimeoutMs);
+    } catch (err) {
+      this.failStart(err as SwitchyardError);
+    }
+  }
+
+  private readonly handlers: Handlers<FromWorker> = {
+    started: (msg) => {
+      this.closeHandoff();
+      const expected = this.opts.listeners.map((l) => socketInode(l.fd));
+      if (msg.inodes.length !== expected.length || msg.inodes.some((ino, i) => ino !== expected[i])) {
+        this.failStart(new SwitchyardError("HANDOFF_FAILED", `worker acknowledged sockets ${msg.inodes.join(",")}, expected ${expected.join(",")}`));
+        return;
+      }
+      void this.gateOnHealth();
+    },
+    "start-failed": (msg) => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`)),
+    drained: (msg) => this.events.onDrained(this, msg),
+    metrics: (msg) => this.events.onMetrics(this, msg.seq, msg.metrics),
+  };
+
+  private onMessage(raw: unknown): void {
+    if (!isFromWorker(raw)) {
+      this.opts.log.error({ event: "unknown_worker_message", generation: this.generation, worker: this.index, message: raw });
+      return;
+    }
+    dispatch(this.handlers, raw);
+  }
+
+  private async gateOnHealth(): Promise<void> {
+    const deadline = this.startedAt + this.opts.startTimeoutMs;
+    let delay = 5;
+    while (this.state === "starting" && Date.now() < deadline) {
+      const status = await probeWorker(this.healthSocket, 1000);
+      if (this.state !== "starting") return;
+      if (status === 200) {
+        clearTimeout(this.startTimer);
+        this.state = "serving";
+        this.events.onReady(this);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 200);
+    }
+    // The start timer reports the failure.
+  }
+
+  /** Periodic check of a serving worker. */
+  probe(timeoutMs: number): Promise<number> {
+    return probeWorker(this.healthSocket, timeoutMs);
+  }
+
+  private failStart(err: SwitchyardError): void {
+    if (this.state !== "starting") return;
+    clearTimeout(this.startTimer);
+    this.state = "draining";
+    this.events.onStartFailed(this, err);
+    this.kill("SIGKILL");
+  }
+
+  drain(): void {
+    if (this.state === "exited" || this.state === "draining") return;
+    clearTimeout(this.startTimer);
+    this.state = "draining";
+    this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs });
+    // The worker exits by the drain deadline itself; this is for one that cannot.
+    this.killTimer = setTimeout(() => this.kill("SIGKILL"), this.opts.drainTimeoutMs + 2000);
+  }
+
+  requestMetrics(seq: number): boolean {
+    return this.state !== "exited" && this.send({ type: "metrics-request", seq });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.state !== "exited") this.child.kill(signal);
+  }
+
+  private send(msg: ToWorker): boolean {
+    if (!this.child.connected) return false;
+    this.child.send(msg);
+    return true;
+  }
+
+  private closeHandoff(): void {
+    if (this.handoffSock !== undefined) {
+      closeFd(this.handoffSock);
+      this.handoffSock = undefined;
+    }
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const wasStarting = this.state === "starting";
+    this.state = "exited";
+    clearTimeout(this.startTimer);
+    clearTimeout(this.killTimer);
+    this.closeHandoff();
+    fs.rm(this.healthSocket, { force: true }, () => undefined);
+    if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
+    this.events.onExit(this, code, signal);
+  }
+}

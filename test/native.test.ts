@@ -1,0 +1,241 @@
+// The native addon against real sockets on loopback.
+import test, { type ExecutionContext } from "ava";
+import { readdirSync } from "node:fs";
+import net from "node:net";
+import { once } from "node:events";
+import {
+  closeFd,
+  getPeerCred,
+  listenTcp,
+  recvFds,
+  sendFds,
+  setRecvTimeout,
+  socketInode,
+  socketName,
+  socketPair,
+} from "../native/index.js";
+import { isSyscallError } from "../common/errors.js";
+
+const openFdCount = (): number => readdirSync("/proc/self/fd").length;
+
+function throwsSyscall(t: ExecutionContext, fn: () => unknown, code: string, syscall: string): void {
+  const err = t.throws(fn);
+  t.true(isSyscallError(err), `not a SyscallError: ${String(err)}`);
+  if (!isSyscallError(err)) return;
+  t.is(err.code, code);
+  t.is(err.syscall, syscall);
+  t.is(typeof err.errno, "number");
+}
+
+async function acceptOne(t: ExecutionContext, fd: number, host: string): Promise<void> {
+  const { port } = socketName(fd);
+  const server = net.createServer();
+  server.listen({ fd });
+  await once(server, "listening");
+  try {
+    const accepted = once(server, "connection");
+    const client = net.connect({ host, port });
+    await once(client, "connect");
+    const [conn] = (await accepted) as [net.Socket];
+    t.is(conn.localPort, port);
+    t.is(conn.remotePort, client.localPort);
+    client.destroy();
+    conn.destroy();
+  } finally {
+    server.close(); // closes fd
+  }
+}
+
+test.serial("listenTcp on port 0 accepts a real connection", async (t) => {
+  const fd = listenTcp("127.0.0.1", 0, 16);
+  const name = socketName(fd);
+  t.deepEqual({ address: name.address, family: name.family }, { address: "127.0.0.1", family: 4 });
+  t.true(name.port > 0);
+  await acceptOne(t, fd, "127.0.0.1");
+});
+
+test.serial("IPv6 ::1 listens and accepts", async (t) => {
+  let fd: number;
+  try {
+    fd = listenTcp("::1", 0, 16);
+  } catch (e) {
+    if (isSyscallError(e) && (e.code === "EADDRNOTAVAIL" || e.code === "EAFNOSUPPORT")) {
+      t.log(`skipped: IPv6 loopback unavailable (${e.code})`);
+      t.pass();
+      return;
+    }
+    throw e;
+  }
+  const name = socketName(fd);
+  t.is(name.address, "::1");
+  t.is(name.family, 6);
+  await acceptOne(t, fd, "::1");
+});
+
+test.serial("second listen on the same port fails with EADDRINUSE from bind", (t) => {
+  const fd = listenTcp("127.0.0.1", 0, 16);
+  try {
+    const { port } = socketName(fd);
+    const err = t.throws(() => listenTcp("127.0.0.1", port, 16));
+    t.is((err as { code?: unknown } | undefined)?.code, "EADDRINUSE");
+    t.is((err as { syscall?: unknown } | undefined)?.syscall, "bind");
+    t.is(err?.message, `bind 127.0.0.1:${port}: Address already in use`);
+    t.is((err as { errno?: unknown } | undefined)?.errno, -98);
+  } finally {
+    closeFd(fd);
+  }
+});
+
+test.serial("reusePort lets two sockets share a port", (t) => {
+  const a = listenTcp("127.0.0.1", 0, 16, { reusePort: true });
+  try {
+    const b = listenTcp("127.0.0.1", socketName(a).port, 16, { reusePort: true });
+    t.is(socketName(b).port, socketName(a).port);
+    t.not(socketInode(a), socketInode(b));
+    closeFd(b);
+  } finally {
+    closeFd(a);
+  }
+});
+
+test.serial("freebind allows a non-local address (TEST-NET, no traffic)", (t) => {
+  throwsSyscall(t, () => listenTcp("192.0.2.1", 0, 16), "EADDRNOTAVAIL", "bind");
+  const fd = listenTcp("192.0.2.1", 0, 16, { freebind: true });
+  t.is(socketName(fd).address, "192.0.2.1");
+  closeFd(fd);
+});
+
+test.serial("bad host throws EINVAL from inet_pton", (t) => {
+  throwsSyscall(t, () => listenTcp("not-an-ip", 0, 16), "EINVAL", "inet_pton");
+  throwsSyscall(t, () => listenTcp("127.0.0.1\0junk", 0, 16), "EINVAL", "inet_pton");
+  throwsSyscall(t, () => listenTcp("1".repeat(200), 0, 16), "EINVAL", "inet_pton");
+});
+
+test.serial("bad argument types throw TypeError/RangeError", (t) => {
+  t.throws(() => listenTcp("127.0.0.1", 70000, 16), { instanceOf: RangeError });
+  t.throws(() => listenTcp("127.0.0.1", 1.5, 16), { instanceOf: RangeError });
+  t.throws(() => listenTcp(1 as unknown as string, 0, 16), { instanceOf: TypeError });
+  t.throws(() => socketName("3" as unknown as number), { instanceOf: TypeError });
+});
+
+test.serial("three fds go through a socketPair with data intact", (t) => {
+  const [a, b] = socketPair();
+  const listeners = [0, 1, 2].map(() => listenTcp("127.0.0.1", 0, 16));
+  try {
+    const payload = Buffer.from("plan:gen=7");
+    t.is(sendFds(a, payload, listeners), payload.length);
+    const got = recvFds(b, 1024, 8);
+    t.true(got.data.equals(payload));
+    t.is(got.fds.length, 3);
+    t.is(new Set([...got.fds, ...listeners]).size, 6, "received fds are new fd numbers");
+    got.fds.forEach((fd, i) => {
+      t.is(socketInode(fd), socketInode(listeners[i]!));
+      t.is(socketName(fd).port, socketName(listeners[i]!).port);
+    });
+    got.fds.forEach(closeFd);
+  } finally {
+    listeners.forEach(closeFd);
+    closeFd(a);
+    closeFd(b);
+  }
+});
+
+test.serial("more fds than maxFds throws EMSGSIZE and leaks none", (t) => {
+  const [a, b] = socketPair();
+  const listeners = [0, 1, 2].map(() => listenTcp("127.0.0.1", 0, 16));
+  try {
+    sendFds(a, Buffer.from("x"), listeners);
+    const before = openFdCount();
+    throwsSyscall(t, () => recvFds(b, 16, 1), "EMSGSIZE", "recvmsg");
+    t.is(openFdCount(), before);
+  } finally {
+    listeners.forEach(closeFd);
+    closeFd(a);
+    closeFd(b);
+  }
+});
+
+test.serial("sendFds rejects a closed fd (EBADF) and more than 253 fds (EINVAL)", (t) => {
+  const [a, b] = socketPair();
+  try {
+    const dead = listenTcp("127.0.0.1", 0, 16);
+    closeFd(dead);
+    throwsSyscall(t, () => sendFds(a, Buffer.from("x"), [dead]), "EBADF", "sendmsg");
+    throwsSyscall(t, () => sendFds(a, Buffer.from("x"), new Array<number>(254).fill(a)), "EINVAL", "sendmsg");
+    throwsSyscall(t, () => sendFds(a, Buffer.alloc(0), [a]), "EINVAL", "sendmsg");
+  } finally {
+    closeFd(a);
+    closeFd(b);
+  }
+});
+
+test.serial("closeFd on -1 or a closed fd throws EBADF", (t) => {
+  throwsSyscall(t, () => closeFd(-1), "EBADF", "close");
+  const [a, b] = socketPair();
+  closeFd(a);
+  closeFd(b);
+  throwsSyscall(t, () => closeFd(a), "EBADF", "close");
+});
+
+test.serial("getPeerCred on a socketPair end is this process", (t) => {
+  const [a, b] = socketPair();
+  try {
+    t.deepEqual(getPeerCred(b), { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  } finally {
+    closeFd(a);
+    closeFd(b);
+  }
+});
+
+test.serial("setRecvTimeout makes an empty recvFds throw EAGAIN after the deadline", (t) => {
+  const [a, b] = socketPair();
+  try {
+    setRecvTimeout(b, 100);
+    const start = process.hrtime.bigint();
+    throwsSyscall(t, () => recvFds(b, 16, 4), "EAGAIN", "recvmsg");
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    t.true(ms >= 90, `returned after ${ms} ms`);
+  } finally {
+    closeFd(a);
+    closeFd(b);
+  }
+});
+
+test.serial("recvFds returns empty data at EOF", (t) => {
+  const [a, b] = socketPair();
+  closeFd(a);
+  const got = recvFds(b, 16, 4);
+  t.is(got.data.length, 0);
+  t.deepEqual(got.fds, []);
+  closeFd(b);
+});
+
+test.serial("1000 listen/close and send/recv cycles leak no fd, error paths included", (t) => {
+  const before = openFdCount();
+  const [a, b] = socketPair();
+  let ok = 0;
+  for (let i = 0; i < 1000; i++) {
+    const fd = listenTcp("127.0.0.1", 0, 16);
+    const { port } = socketName(fd);
+    try {
+      listenTcp("127.0.0.1", port, 16);
+    } catch (e) {
+      if (isSyscallError(e) && e.code === "EADDRINUSE") ok++;
+    }
+    sendFds(a, Buffer.from([i & 0xff]), [fd, fd]);
+    const got = recvFds(b, 16, 2);
+    if (got.fds.length === 2 && got.data[0] === (i & 0xff)) ok++;
+    got.fds.forEach(closeFd);
+    sendFds(a, Buffer.from("y"), [fd, fd]);
+    try {
+      recvFds(b, 16, 1);
+    } catch (e) {
+      if (isSyscallError(e) && e.code === "EMSGSIZE") ok++;
+    }
+    closeFd(fd);
+  }
+  closeFd(a);
+  closeFd(b);
+  t.is(ok, 3000);
+  t.is(openFdCount(), before);
+});

@@ -1,0 +1,116 @@
+// Worker entry: receives its listening fds and Plan from the supervisor,
+// proxies connections, and drains when told to (or when the supervisor is gone).
+import type http from "node:http";
+import { createLogger, type Logger } from "../common/log.js";
+import { dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
+import { receiveListeners } from "./handoff.js";
+import { Acceptor } from "./acceptor.js";
+import { startHealthServer } from "./health-server.js";
+import { WorkerMetrics } from "./metrics.js";
+import { AccessLog } from "./access-log.js";
+import { readFault } from "./fault-injection.js";
+
+let log: Logger = createLogger({ role: "worker" });
+let acceptor: Acceptor | undefined;
+let metrics: WorkerMetrics | undefined;
+let healthServer: http.Server | undefined;
+let serving = false;
+let draining = false;
+const accessLog = AccessLog.fromEnv();
+
+function send(msg: FromWorker): void {
+  process.send?.(msg);
+}
+
+async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
+  log = createLogger({ role: "worker", generation: msg.id.generation, worker: msg.id.worker });
+  const fault = readFault();
+  if (fault === "crash-on-start") throw Object.assign(new Error("fault injected: crash-on-start"), { code: "FAULT_INJECTED" });
+  const listeners = receiveListeners(msg.listeners);
+  metrics = new WorkerMetrics(msg.plan.apps);
+  const m = metrics;
+  acceptor = new Acceptor(
+    msg.plan,
+    listeners,
+    {
+      onAccepted: (app) => {
+        if (app !== undefined) m.connectionAccepted(app);
+      },
+      onUpstreamFailure: (app, f) => {
+        m.upstreamFailed(app, f);
+        log.warn({ event: "upstream_connect_failed", app: app.name, target: f.target.label, reason: f.reason, code: f.code });
+      },
+      onConnected: (app, target) => m.upstreamConnected(app, target),
+      onFinished: (record) => {
+        m.connectionFinished(record);
+        accessLog.write(record);
+      },
+    },
+    log,
+  );
+  healthServer = await startHealthServer(msg.healthSocket, {
+    get serving() {
+      return serving && fault !== "unhealthy";
+    },
+    body: () => ({ generation: msg.id.generation, worker: msg.id.worker, pid: process.pid, connections: acceptor?.connections ?? 0 }),
+  });
+  if (msg.credentials) {
+    // Everything privileged (the fds, the health socket) is in hand: give up root.
+    process.setgroups?.([]);
+    process.setgid?.(msg.credentials.gid);
+    process.setuid?.(msg.credentials.uid);
+  }
+  await acceptor.start();
+  serving = true;
+  send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
+  log.info({ event: "worker_serving", listeners: listeners.length, uid: process.getuid?.() });
+}
+
+async function drain(timeoutMs: number): Promise<void> {
+  if (draining) return;
+  draining = true;
+  serving = false;
+  acceptor?.stopAccepting();
+  const open = acceptor?.connections ?? 0;
+  log.info({ event: "worker_draining", connections: open, timeout_ms: timeoutMs });
+  const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), timeoutMs).unref());
+  const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
+  if (outcome === "timeout") acceptor?.closeAll();
+  const cut = outcome === "timeout" ? open : 0;
+  send({ type: "drained", connections: cut, metrics: (await metrics?.snapshot()) ?? [] });
+  log.info({ event: "worker_drained", outcome });
+  healthServer?.close();
+  await accessLog.close();
+  process.disconnect?.();
+  process.exit(0);
+}
+
+const handlers: Handlers<ToWorker> = {
+  start: (msg) => {
+    start(msg).catch((err: NodeJS.ErrnoException) => {
+      log.error({ event: "worker_start_failed", err });
+      send({ type: "start-failed", code: err.code ?? "WORKER_START_FAILED", message: err.message });
+      process.exitCode = 1;
+      setImmediate(() => process.exit(1));
+    });
+  },
+  drain: (msg) => void drain(msg.timeoutMs),
+  "metrics-request": (msg) => {
+    void metrics?.snapshot().then((snapshot) => send({ type: "metrics", seq: msg.seq, metrics: snapshot }));
+  },
+};
+
+process.on("message", (raw: unknown) => {
+  if (!isToWorker(raw)) {
+    log.error({ event: "unknown_message", message: raw });
+    return;
+  }
+  dispatch(handlers, raw);
+});
+
+// The supervisor is gone (crash, SIGKILL): stop taking connections on its
+// sockets so a restarted supervisor can bind them, finish what is open, exit.
+process.on("disconnect", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));
+// SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
+process.on("SIGINT", () => undefined);
+process.on("SIGTERM", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));

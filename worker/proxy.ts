@@ -1,0 +1,138 @@
+import type net from "node:net";
+import type { AppPlan, Target } from "../config/plan.js";
+import type { Balancer } from "./balancers/index.js";
+import type { TargetHealth } from "./target-health.js";
+import { connectFirst, type ConnectFailure } from "./connect.js";
+
+export type EndReason =
+  | "closed" // both sides finished normally
+  | "client_error"
+  | "target_error"
+  | "no_target" // every target refused or timed out
+  | "no_app" // no app serves the dialled address and port
+  | "shutdown"; // cut off at the drain deadline
+
+export interface ConnectionRecord {
+  app: string | undefined;
+  clientAddress: string | undefined;
+  clientPort: number | undefined;
+  localPort: number | undefined;
+  target: string | undefined;
+  /** Bytes from client to target. */
+  bytesIn: number;
+  /** Bytes from target to client. */
+  bytesOut: number;
+  startedAt: number;
+  durationMs: number;
+  end: EndReason;
+}
+
+export interface ProxyHooks {
+  onUpstreamFailure(app: AppPlan, f: ConnectFailure): void;
+  onConnected(app: AppPlan, target: Target): void;
+  onFinished(record: ConnectionRecord): void;
+}
+
+export interface AppRuntime {
+  app: AppPlan;
+  balancer: Balancer;
+}
+
+/**
+ * Carries one client connection to a target: both directions piped with
+ * backpressure, a half-close passed on, an error on either side closes both.
+ */
+export class ProxiedConnection {
+  private upstream: net.Socket | undefined;
+  private finished = false;
+  private endReason: EndReason = "closed";
+  private targetLabel: string | undefined;
+  private readonly startedAt = Date.now();
+  private readonly clientAddress: string | undefined;
+  private readonly clientPort: number | undefined;
+  private readonly localPort: number | undefined;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly runtime: AppRuntime | undefined,
+    private readonly health: TargetHealth,
+    private readonly hooks: ProxyHooks,
+  ) {
+    this.clientAddress = client.remoteAddress;
+    this.clientPort = client.remotePort;
+    this.localPort = client.localPort;
+    client.setNoDelay(true);
+    client.on("error", () => this.fail("client_error"));
+    client.on("close", () => this.maybeFinish());
+  }
+
+  async start(): Promise<void> {
+    const runtime = this.runtime;
+    if (!runtime) return this.fail("no_app");
+    const { app, balancer } = runtime;
+    // Until the target answers, the client's bytes wait in its socket buffer.
+    this.client.pause();
+    const connected = await connectFirst(
+      balancer.order(this.health.isUp),
+      app.connectTimeoutMs,
+      (f) => {
+        this.health.failed(f.target);
+        this.hooks.onUpstreamFailure(app, f);
+      },
+      () => this.finished || this.client.destroyed,
+    );
+    if (!connected) return this.fail(this.finished || this.client.destroyed ? this.endReason : "no_target");
+    const { socket, target } = connected;
+    this.health.succeeded(target);
+    this.upstream = socket;
+    this.targetLabel = target.label;
+    this.hooks.onConnected(app, target);
+    socket.on("error", () => this.fail("target_error"));
+    socket.on("close", () => this.maybeFinish());
+    // pipe() ends the destination when the source ends: that is the half-close.
+    this.client.pipe(socket);
+    socket.pipe(this.client);
+    this.client.resume();
+  }
+
+  /** Cut off at the drain deadline. */
+  shutdown(): void {
+    this.fail("shutdown");
+  }
+
+  private fail(reason: EndReason): void {
+    if (this.finished) return;
+    if (this.endReason === "closed") this.endReason = reason;
+    this.client.destroy();
+    this.upstream?.destroy();
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.finished) return;
+    const upstream = this.upstream;
+    if (!this.client.destroyed) {
+      // The target is gone: the client gets its FIN (pipe() sent it) and closes when done.
+      if (upstream?.destroyed && !this.client.writableEnded) this.client.end();
+      return;
+    }
+    if (upstream && !upstream.destroyed) {
+      // The client is fully closed: nothing the target still sends can be delivered.
+      upstream.destroy();
+      return;
+    }
+    this.finished = true;
+    this.hooks.onFinished({
+      app: this.runtime?.app.name,
+      clientAddress: this.clientAddress,
+      clientPort: this.clientPort,
+      localPort: this.localPort,
+      target: this.targetLabel,
+      bytesIn: this.upstream?.bytesWritten ?? 0,
+      bytesOut: this.client.bytesWritten,
+      startedAt: this.startedAt,
+      durationMs: Date.now() - this.startedAt,
+      end: this.endReason,
+    });
+  }
+}

@@ -1,0 +1,36 @@
+import type { AppPlan, Plan } from "../config/plan.js";
+import type { ListenerSpec } from "../common/messages.js";
+import { cidrContains, parseCidr, type Cidr } from "../common/cidr.js";
+
+interface Candidate {
+  app: AppPlan;
+  prefixes: Cidr[];
+}
+
+/**
+ * Decides which app a connection belongs to. A listener serves one app in the
+ * common case; a port shared by apps with disjoint Addresses needs the local address.
+ */
+export class Router {
+  private readonly byListener = new Map<string, Candidate[]>();
+
+  constructor(plan: Plan, listeners: readonly ListenerSpec[]) {
+    const byName = new Map(plan.apps.map((a) => [a.name, a] as const));
+    for (const l of listeners) {
+      const candidates: Candidate[] = [];
+      for (const name of l.apps) {
+        const app = byName.get(name);
+        if (app) candidates.push({ app, prefixes: app.addresses.map(parseCidr).filter((c): c is Cidr => c !== undefined) });
+      }
+      this.byListener.set(l.key, candidates);
+    }
+  }
+
+  route(listenerKey: string, localAddress: string | undefined, localPort: number | undefined): AppPlan | undefined {
+    const candidates = this.byListener.get(listenerKey);
+    if (!candidates || candidates.length === 0) return undefined;
+    if (candidates.length === 1) return candidates[0]!.app;
+    if (localAddress === undefined || localPort === undefined) return undefined;
+    return candidates.find((c) => c.app.ports.includes(localPort) && c.prefixes.some((p) => cidrContains(p, localAddress)))?.app;
+  }
+}
