@@ -33,7 +33,8 @@ node_modules/.installed: package.json package-lock.json
 
 deps: system-deps node_modules/.installed
 
-$(BPF_OBJ): native/steering.bpf.c native/steering.h | deps
+# node-gyp rebuild empties native/build, so the object is built after the addon.
+$(BPF_OBJ): native/steering.bpf.c native/steering.h $(ADDON) | deps
 	@mkdir -p native/build
 	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -c native/steering.bpf.c -o $@
 
@@ -68,6 +69,11 @@ bench-quick: build
 bench-deps:
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi
+
+# Installs the built tree under $(PREFIX)/lib/switchyard, the command, and the systemd unit.
+PREFIX ?= /usr/local
+install: build
+	PREFIX=$(PREFIX) ./systemd/install.sh
 
 clean:
 	rm -rf dist native/build

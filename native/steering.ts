@@ -182,10 +182,11 @@ export function bpfAvailable(objPath: string = defaultObjectPath): BpfAvailabili
   return { ok: true };
 }
 
-function describeLoadError(e: unknown): string {
+export function describeLoadError(e: unknown): string {
   if (!isSyscallError(e)) return e instanceof Error ? e.message : String(e);
   let hint = "";
-  if (e.code === "EPERM" || e.code === "EACCES") hint = " (needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)";
+  if (e.code === "EPERM") hint = " (needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)";
+  else if (e.code === "EACCES") hint = " (the verifier rejected the program: see the error's log)";
   else if (e.code === "ENOENT" && e.syscall === "bpf_object__open_file") hint = ` (no BPF object at ${defaultObjectPath}? run make build)`;
   else if (e.code === "EINVAL" || e.code === "ENOTSUPP" || e.code === "EOPNOTSUPP") hint = " (kernel without sk_lookup, needs Linux 5.9+)";
   return `${e.syscall}: ${e.code}${hint}`;

@@ -63,7 +63,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   try {
     admin = await startAdmin(sup, options.admin.host, options.admin.port, log);
     control = await startControl(sup, options.runtimeDir, log);
-    await sup.start(plan);
+    await sup.start(plan, (admin.address() as import("node:net").AddressInfo).port);
   } catch (err) {
     const e = err as SwitchyardError;
     log.error({ event: "start_failed", code: e.code, reason: e.message });

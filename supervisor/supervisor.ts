@@ -49,9 +49,9 @@ export class Supervisor {
   }
 
   /** First generation; throws (CONFIG_INVALID, LISTEN_FAILED, WORKER_UNHEALTHY) if it cannot serve. */
-  async start(plan: Plan): Promise<void> {
+  async start(plan: Plan, adminPort: number): Promise<void> {
     await this.pool.deploy(plan);
-    this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin: `${this.options.admin.host}:${this.options.admin.port}` });
+    this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin_host: this.options.admin.host, admin_port: adminPort, runtime_dir: this.options.runtimeDir });
   }
 
   private async reload(source: string): Promise<ReloadResult> {

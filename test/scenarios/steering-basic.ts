@@ -50,6 +50,7 @@ const fdsAfterFailedLoad = openFds();
 const s = loadSteering();
 s.attach();
 const link = s.linkInfo();
+if (link === null) throw new Error("attached, but linkInfo() is null");
 errors.attachTwice = errorOf(() => s.attach());
 
 // Apps a (slot 0) and b (slot 1): AF_INET6 bound to the v4-mapped loopback, not
@@ -104,13 +105,31 @@ if (c) {
   v6only = { dialled: await dialAll(20013), counters: s.counters(3).get(2) };
 }
 
-// A port whose slot has no socket; then a's socket removed from its slot.
+// A bystander bound the ordinary way on 20014 and 20015: a configured port goes to
+// its app even so, and a configured port whose slot has no socket is refused
+// rather than left to the bystander.
+const bystanders = await Promise.all([20014, 20015].map(async (port) => {
+  const server = net.createServer((sock) => sock.end(`bystander:${sock.localPort}`));
+  server.listen({ host: "::", port, ipv6Only: false });
+  await once(server, "listening");
+  return server;
+}));
+s.setPorts(everywhere(20015, 0));
+const overBystander = await dialAll(20015);
 s.setPorts(everywhere(20014, 3));
 const missingSocket = await dialAll(20014);
+for (const x of bystanders) await new Promise((r) => x.close(r));
 const removed = s.removeAppSocket(0);
 const removedAgain = s.removeAppSocket(0);
 const afterRemove = await dialAll(20003);
 const countersAtEnd = Object.fromEntries(s.counters());
+
+// Detach: the kernel's own lookup again (nothing listens on 20006); attach again.
+const detached = s.detach();
+const detachedAgain = s.detach();
+const detach = { detached, detachedAgain, linkInfo: s.linkInfo(), links: netnsLinks(ino).length, dialled: await dialAll(20006) };
+s.attach();
+const reattached = await dialAll(20006);
 
 const linksBeforeClose = netnsLinks(ino);
 s.close();
@@ -147,11 +166,14 @@ emit({
   afterMove,
   longestPrefix,
   v6only,
+  overBystander,
   missingSocket,
   removed,
   removedAgain,
   afterRemove,
   countersAtEnd,
+  detach,
+  reattached,
   linksBeforeClose,
   linksAfterClose,
   afterClose,

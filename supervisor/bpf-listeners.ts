@@ -1,0 +1,152 @@
+import type { Plan } from "../config/plan.js";
+import type { Logger } from "../common/log.js";
+import { SwitchyardError, isSyscallError } from "../common/errors.js";
+import { parseCidr } from "../common/cidr.js";
+import { closeFd, listenTcp } from "../native/index.js";
+import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../native/steering.js";
+import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
+
+const BACKLOG = 4096;
+
+interface AppSocket {
+  name: string;
+  slot: number;
+  fd: number;
+  /** Families the socket can take: a dual-stack socket takes both. */
+  families: ReadonlySet<4 | 6>;
+}
+
+function bindingKey(b: Omit<PortBinding, "slot">): string {
+  return `${b.family}|${b.prefix}|${b.port}`;
+}
+
+/**
+ * BPF mode: one listening socket per app, whatever its number of ports. The
+ * sk_lookup program (attached to this network namespace, never pinned, so it
+ * goes away with us) sends each configured (address, port) to its app's
+ * socket; ports change by map updates, at cut-over, without a socket opened or closed.
+ */
+export class BpfListeners implements ListenerProvider {
+  readonly mode = "bpf" as const;
+  private readonly steering: Steering;
+  private live = new Map<string, AppSocket>();
+  /** What the port map holds: binding key → slot. */
+  private liveBindings = new Map<string, PortBinding>();
+  private liveApps: { name: string; ports: number }[] = [];
+  private readonly freeSlots: number[] = Array.from({ length: STEER_SOCKETS_MAX }, (_, i) => STEER_SOCKETS_MAX - 1 - i);
+
+  constructor(private readonly log: Logger) {
+    this.steering = loadSteering();
+    try {
+      this.steering.attach();
+    } catch (err) {
+      this.steering.close();
+      throw err;
+    }
+  }
+
+  private openAppSocket(name: string, slot: number): AppSocket {
+    try {
+      // An IPv4-mapped bind keeps the socket dual-stack (a plain [::1] bind makes it
+      // IPv6-only, and sk_assign would refuse it IPv4 connections); reachable
+      // without steering only at 127.0.0.1, on an ephemeral port.
+      return { name, slot, fd: listenTcp("::ffff:127.0.0.1", 0, BACKLOG, { v6only: false }), families: new Set([4, 6]) };
+    } catch (err) {
+      if (!isSyscallError(err) || (err.code !== "EAFNOSUPPORT" && err.code !== "EADDRNOTAVAIL")) throw err;
+      this.log.warn({ event: "ipv6_unavailable", app: name, code: err.code });
+      return { name, slot, fd: listenTcp("127.0.0.1", 0, BACKLOG), families: new Set([4]) };
+    }
+  }
+
+  prepare(plan: Plan): PreparedListeners {
+    const opened: AppSocket[] = [];
+    const next = new Map<string, AppSocket>();
+    try {
+      for (const app of plan.apps) {
+        let s = this.live.get(app.name);
+        if (!s) {
+          const slot = this.freeSlots.pop();
+          if (slot === undefined) throw new SwitchyardError("LISTEN_FAILED", `more than ${STEER_SOCKETS_MAX} apps`);
+          try {
+            s = this.openAppSocket(app.name, slot);
+          } catch (err) {
+            this.freeSlots.push(slot);
+            throw err;
+          }
+          opened.push(s);
+        }
+        next.set(app.name, s);
+      }
+    } catch (err) {
+      for (const s of opened) this.release(s);
+      const code = isSyscallError(err) ? err.code : "";
+      throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot open an app socket: ${code || (err as Error).message}`, { cause: err });
+    }
+    const bindings = new Map<string, PortBinding>();
+    for (const app of plan.apps) {
+      const s = next.get(app.name)!;
+      for (const text of app.addresses) {
+        const cidr = parseCidr(text);
+        if (!cidr || !s.families.has(cidr.family)) continue;
+        for (const port of app.ports) {
+          const b: PortBinding = { family: cidr.family, prefix: text, port, slot: s.slot };
+          bindings.set(bindingKey(b), b);
+        }
+      }
+    }
+    let settled = false;
+    return {
+      listeners: [...next.values()].map((s) => ({ spec: { key: `app:${s.name}`, apps: [s.name] }, fd: s.fd })),
+      commit: () => {
+        if (settled) return;
+        settled = true;
+        this.cutOver(plan, next, bindings);
+      },
+      rollback: () => {
+        if (settled) return;
+        settled = true;
+        for (const s of opened) this.release(s);
+      },
+    };
+  }
+
+  /** New sockets into the sockmap, then the port map, then retire what the plan dropped. */
+  private cutOver(plan: Plan, next: Map<string, AppSocket>, bindings: Map<string, PortBinding>): void {
+    for (const s of next.values()) if (!this.live.has(s.name)) this.steering.setAppSocket(s.slot, s.fd);
+    const changed = [...bindings.values()].filter((b) => this.liveBindings.get(bindingKey(b))?.slot !== b.slot);
+    const removed = [...this.liveBindings.entries()].filter(([k]) => !bindings.has(k)).map(([, b]) => b);
+    this.steering.setPorts(changed);
+    this.steering.deletePorts(removed);
+    for (const [name, s] of this.live) {
+      if (next.has(name)) continue;
+      this.steering.removeAppSocket(s.slot);
+      this.release(s);
+    }
+    this.live = next;
+    this.liveBindings = bindings;
+    this.liveApps = plan.apps.map((a) => ({ name: a.name, ports: a.ports.length }));
+    this.log.info({ event: "steering_updated", ports_set: changed.length, ports_removed: removed.length, sockets: next.size });
+  }
+
+  private release(s: AppSocket): void {
+    closeFd(s.fd);
+    this.freeSlots.push(s.slot);
+  }
+
+  status(): SteeringStatus {
+    return { mode: this.mode, sockets: this.live.size, apps: this.liveApps };
+  }
+
+  steeredCounts(): Map<string, number> {
+    const counters = this.steering.counters();
+    const out = new Map<string, number>();
+    for (const s of this.live.values()) out.set(s.name, counters.get(s.slot)?.steered ?? 0);
+    return out;
+  }
+
+  closeAll(): void {
+    this.steering.close();
+    for (const s of this.live.values()) closeFd(s.fd);
+    this.live.clear();
+  }
+}

@@ -1,0 +1,114 @@
+// Targets and clients for tests: real sockets on 127.0.0.1.
+import net from "node:net";
+import crypto from "node:crypto";
+
+export interface Target {
+  port: number;
+  name: string;
+  connections: number;
+  server: net.Server;
+  close(): Promise<void>;
+}
+
+/**
+ * A target that echoes; with `tag`, it first writes "<name>\n" so a client
+ * can tell which target served it.
+ */
+export async function startTarget(name: string, opts: { tag?: boolean } = {}): Promise<Target> {
+  const sockets = new Set<net.Socket>();
+  const t: Partial<Target> = { name, connections: 0 };
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    t.connections! += 1;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => s.destroy());
+    if (opts.tag) s.write(`${name}\n`);
+    s.pipe(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.port = (server.address() as net.AddressInfo).port;
+  t.server = server;
+  t.close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+  return t as Target;
+}
+
+/** Ports that were free a moment ago (the kernel picked them). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
+      const s = net.createServer();
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** Connects, sends `payload`, half-closes, reads until EOF. */
+export function exchange(port: number, payload: Buffer | string, host = "127.0.0.1", timeoutMs = 10_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = net.connect({ port, host, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`exchange on port ${port} timed out`));
+    }, timeoutMs);
+    s.on("connect", () => s.end(payload));
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("end", () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Buffer.concat(chunks));
+    });
+    s.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** The name a tagging target wrote first. */
+export async function whoServes(port: number, host = "127.0.0.1"): Promise<string> {
+  const reply = await exchange(port, "x", host);
+  return reply.toString().split("\n")[0]!;
+}
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  wrongBytes: number;
+  errors: Record<string, number>;
+}
+
+/**
+ * `loops` concurrent clients, each: connect, send a random payload, read the
+ * full echo, compare, close; until `until()` says stop. Bounded by `maxMs`.
+ */
+export async function clientLoops(ports: number[], loops: number, until: () => boolean, maxMs = 60_000, host = "127.0.0.1"): Promise<LoadResult> {
+  const result: LoadResult = { ok: 0, failed: 0, wrongBytes: 0, errors: {} };
+  const deadline = Date.now() + maxMs;
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (!until() && Date.now() < deadline) {
+        const port = ports[i++ % ports.length]!;
+        const payload = crypto.randomBytes(64 + Math.floor(Math.random() * 4096));
+        try {
+          const reply = await exchange(port, payload, host);
+          if (reply.equals(payload)) result.ok++;
+          else result.wrongBytes++;
+        } catch (e) {
+          result.failed++;
+          const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+          result.errors[code] = (result.errors[code] ?? 0) + 1;
+        }
+      }
+    }),
+  );
+  return result;
+}
