@@ -19,6 +19,9 @@ export class Supervisor {
   readonly metrics: SupervisorMetrics;
   readonly accessLog: AccessLogSink;
   lastReload: ReloadResult | undefined;
+  /** Reload triggers that arrive before the first generation serves wait for it. */
+  private markStarted!: () => void;
+  private readonly started = new Promise<void>((resolve) => (this.markStarted = resolve));
   readonly startedAt = Date.now();
   /** Called when a reload starts and ends (sd_notify, config watch). */
   onReloadStart: () => void = () => undefined;
@@ -51,10 +54,12 @@ export class Supervisor {
   /** First generation; throws (CONFIG_INVALID, LISTEN_FAILED, WORKER_UNHEALTHY) if it cannot serve. */
   async start(plan: Plan, adminPort: number): Promise<void> {
     await this.pool.deploy(plan);
+    this.markStarted();
     this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin_host: this.options.admin.host, admin_port: adminPort, runtime_dir: this.options.runtimeDir });
   }
 
   private async reload(source: string): Promise<ReloadResult> {
+    await this.started;
     const began = Date.now();
     const at = new Date(began).toISOString();
     this.log.info({ event: "reload_started", source });

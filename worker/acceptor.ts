@@ -7,6 +7,8 @@ import { balancerFor } from "./balancers/index.js";
 import { TargetHealth } from "./target-health.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 
+const LISTEN_BACKLOG = 4096;
+
 /**
  * Accepts on the handed-over listening sockets and proxies each connection.
  * Closing a server here closes only this worker's copy of the fd: the
@@ -44,7 +46,8 @@ export class Acceptor {
     server.on("error", (err) => this.log.error({ event: "accept_error", listener: l.spec.key, err }, "accept failed"));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ fd: l.fd }, () => {
+      // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
+      server.listen({ fd: l.fd, backlog: LISTEN_BACKLOG }, () => {
         server.off("error", reject);
         resolve();
       });

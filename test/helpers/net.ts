@@ -85,11 +85,28 @@ export interface LoadResult {
   errors: Record<string, number>;
 }
 
+/** One finished exchange of clientLoops, for callers that need to know when it ran. */
+export interface ExchangeOutcome {
+  port: number;
+  startedAt: number;
+  endedAt: number;
+  result: "ok" | "failed" | "wrongBytes";
+  error?: string;
+}
+
 /**
  * `loops` concurrent clients, each: connect, send a random payload, read the
  * full echo, compare, close; until `until()` says stop. Bounded by `maxMs`.
+ * `observe`, if given, sees every exchange as it finishes.
  */
-export async function clientLoops(ports: number[], loops: number, until: () => boolean, maxMs = 60_000, host = "127.0.0.1"): Promise<LoadResult> {
+export async function clientLoops(
+  ports: number[],
+  loops: number,
+  until: () => boolean,
+  maxMs = 60_000,
+  host = "127.0.0.1",
+  observe?: (o: ExchangeOutcome) => void,
+): Promise<LoadResult> {
   const result: LoadResult = { ok: 0, failed: 0, wrongBytes: 0, errors: {} };
   const deadline = Date.now() + maxMs;
   let i = 0;
@@ -98,14 +115,18 @@ export async function clientLoops(ports: number[], loops: number, until: () => b
       while (!until() && Date.now() < deadline) {
         const port = ports[i++ % ports.length]!;
         const payload = crypto.randomBytes(64 + Math.floor(Math.random() * 4096));
+        const startedAt = Date.now();
         try {
           const reply = await exchange(port, payload, host);
-          if (reply.equals(payload)) result.ok++;
+          const ok = reply.equals(payload);
+          if (ok) result.ok++;
           else result.wrongBytes++;
+          observe?.({ port, startedAt, endedAt: Date.now(), result: ok ? "ok" : "wrongBytes" });
         } catch (e) {
           result.failed++;
           const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
           result.errors[code] = (result.errors[code] ?? 0) + 1;
+          observe?.({ port, startedAt, endedAt: Date.now(), result: "failed", error: code });
         }
       }
     }),
