@@ -113,3 +113,21 @@ export function prefixesOverlap(a: Prefix, b: Prefix): boolean {
   const shift = BigInt(WIDTH[a.family] - Math.min(a.length, b.length));
   return a.network >> shift === b.network >> shift;
 }
+
+/** A prefix of the Plan, which the schema already validated and normalised. */
+export function planPrefix(cidr: string): Prefix {
+  const parsed = parsePrefix(cidr);
+  if (!parsed.ok) throw new Error(`invalid prefix in plan: ${parsed.error}`);
+  return parsed.value;
+}
+
+/** Whether a socket's address is inside the prefix; IPv4-mapped IPv6 counts as IPv4. */
+export function prefixContains(p: Prefix, address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  const v4 = parseIPv4(mapped ? mapped[1]! : address);
+  const family = v4 !== undefined ? 4 : 6;
+  const n = v4 ?? parseIPv6(address);
+  if (n === undefined || family !== p.family) return false;
+  const shift = BigInt(WIDTH[family] - p.length);
+  return n >> shift === p.network >> shift;
+}

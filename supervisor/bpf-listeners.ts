@@ -1,7 +1,7 @@
 import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import { SwitchyardError, isSyscallError } from "../common/errors.js";
-import { parseCidr } from "../common/cidr.js";
+import { planPrefix } from "../config/addresses.js";
 import { closeFd, listenTcp } from "../native/index.js";
 import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../native/steering.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
@@ -86,8 +86,8 @@ export class BpfListeners implements ListenerProvider {
     for (const app of plan.apps) {
       const s = next.get(app.name)!;
       for (const text of app.addresses) {
-        const cidr = parseCidr(text);
-        if (!cidr || !s.families.has(cidr.family)) continue;
+        const cidr = planPrefix(text);
+        if (!s.families.has(cidr.family)) continue;
         for (const port of app.ports) {
           const b: PortBinding = { family: cidr.family, prefix: text, port, slot: s.slot };
           bindings.set(bindingKey(b), b);

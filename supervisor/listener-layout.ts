@@ -1,6 +1,6 @@
 import type { Plan } from "../config/plan.js";
 import type { ListenerSpec } from "../common/messages.js";
-import { parseCidr } from "../common/cidr.js";
+import { planPrefix } from "../config/addresses.js";
 
 export interface PortListenerSpec extends ListenerSpec {
   host: string;
@@ -27,9 +27,8 @@ export function portListeners(plan: Plan): PortListenerSpec[] {
   const groups = new Map<string, Map<string, Set<string>>>();
   for (const app of plan.apps) {
     for (const text of app.addresses) {
-      const cidr = parseCidr(text);
-      if (!cidr) continue;
-      const host = cidr.prefix === (cidr.family === 4 ? 32 : 128) ? text.split("/")[0]! : "";
+      const cidr = planPrefix(text);
+      const host = cidr.length === (cidr.family === 4 ? 32 : 128) ? text.split("/")[0]! : "";
       for (const port of app.ports) {
         const g = `${cidr.family}/${port}`;
         let hosts = groups.get(g);

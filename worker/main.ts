@@ -18,8 +18,12 @@ let serving = false;
 let draining = false;
 const accessLog = AccessLog.fromEnv();
 
-function send(msg: FromWorker): void {
-  process.send?.(msg);
+function send(msg: FromWorker): Promise<void> {
+  // Resolves once the message is written: a worker about to exit must wait for that.
+  return new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    process.send(msg, undefined, {}, () => resolve());
+  });
 }
 
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
@@ -62,7 +66,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   }
   await acceptor.start();
   serving = true;
-  send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
+  void send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
   log.info({ event: "worker_serving", listeners: listeners.length, uid: process.getuid?.() });
 }
 
@@ -77,7 +81,7 @@ async function drain(timeoutMs: number): Promise<void> {
   const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
   if (outcome === "timeout") acceptor?.closeAll();
   const cut = outcome === "timeout" ? open : 0;
-  send({ type: "drained", connections: cut, metrics: (await metrics?.snapshot()) ?? [] });
+  await send({ type: "drained", connections: cut, metrics: (await metrics?.snapshot()) ?? [] });
   log.info({ event: "worker_drained", outcome });
   healthServer?.close();
   await accessLog.close();
@@ -89,9 +93,7 @@ const handlers: Handlers<ToWorker> = {
   start: (msg) => {
     start(msg).catch((err: NodeJS.ErrnoException) => {
       log.error({ event: "worker_start_failed", err });
-      send({ type: "start-failed", code: err.code ?? "WORKER_START_FAILED", message: err.message });
-      process.exitCode = 1;
-      setImmediate(() => process.exit(1));
+      void send({ type: "start-failed", code: err.code ?? "WORKER_START_FAILED", message: err.message }).then(() => process.exit(1));
     });
   },
   drain: (msg) => void drain(msg.timeoutMs),

@@ -1,10 +1,10 @@
 import type { AppPlan, Plan } from "../config/plan.js";
 import type { ListenerSpec } from "../common/messages.js";
-import { cidrContains, parseCidr, type Cidr } from "../common/cidr.js";
+import { planPrefix, prefixContains, type Prefix } from "../config/addresses.js";
 
 interface Candidate {
   app: AppPlan;
-  prefixes: Cidr[];
+  prefixes: Prefix[];
 }
 
 /**
@@ -20,7 +20,7 @@ export class Router {
       const candidates: Candidate[] = [];
       for (const name of l.apps) {
         const app = byName.get(name);
-        if (app) candidates.push({ app, prefixes: app.addresses.map(parseCidr).filter((c): c is Cidr => c !== undefined) });
+        if (app) candidates.push({ app, prefixes: app.addresses.map(planPrefix) });
       }
       this.byListener.set(l.key, candidates);
     }
@@ -31,6 +31,6 @@ export class Router {
     if (!candidates || candidates.length === 0) return undefined;
     if (candidates.length === 1) return candidates[0]!.app;
     if (localAddress === undefined || localPort === undefined) return undefined;
-    return candidates.find((c) => c.app.ports.includes(localPort) && c.prefixes.some((p) => cidrContains(p, localAddress)))?.app;
+    return candidates.find((c) => c.app.ports.includes(localPort) && c.prefixes.some((p) => prefixContains(p, localAddress)))?.app;
   }
 }

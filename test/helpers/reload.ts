@@ -1,0 +1,135 @@
+// Reload tests: configs, triggers awaited on their log lines, /status, and a
+// client load whose progress can be awaited.
+import crypto from "node:crypto";
+import type { LogLine, RunningSupervisor } from "./supervisor.js";
+import { exchange, type LoadResult, type Target } from "./net.js";
+
+/** One app on 127.0.0.1 `ports`, carried to `targets`. */
+export function app(name: string, ports: number[], targets: Target[]): Record<string, unknown> {
+  return { Name: name, Ports: ports, Addresses: ["127.0.0.1"], Targets: targets.map((t) => `127.0.0.1:${t.port}`) };
+}
+
+export function config(...apps: Record<string, unknown>[]): { Apps: Record<string, unknown>[] } {
+  return { Apps: apps };
+}
+
+export interface StatusWorker {
+  index: number;
+  pid: number | null;
+  state: string;
+  connections: number | null;
+}
+
+export interface Status {
+  healthy: boolean;
+  generation: number | null;
+  reloading: boolean;
+  lastReload: null | { ok: boolean; code?: string; message?: string; generation?: number; source: string };
+  generations: { number: number; state: string; workers: StatusWorker[] }[];
+  apps: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
+}
+
+export async function status(sup: RunningSupervisor): Promise<Status> {
+  const res = await sup.admin("/status");
+  if (res.status !== 200) throw new Error(`/status answered ${res.status}: ${res.body}`);
+  return JSON.parse(res.body) as Status;
+}
+
+/** Pids of the current (serving) generation's workers. */
+export function currentPids(s: Status): number[] {
+  const g = s.generations.find((x) => x.number === s.generation);
+  return (g?.workers ?? []).map((w) => w.pid!).sort((a, b) => a - b);
+}
+
+export const isEnd = (l: LogLine): boolean => l.event === "reload_succeeded" || l.event === "reload_failed";
+
+export interface ReloadOutcome {
+  started: LogLine;
+  ended: LogLine;
+  /** Index in sup.logs just past the end line. */
+  next: number;
+}
+
+/**
+ * Fires `trigger` and waits for the reload it causes: the first reload_started
+ * logged after it (whose source matches, when given), then that reload's end.
+ * Reloads are serialised, so the end line after a start line belongs to it.
+ */
+export async function reloadVia(sup: RunningSupervisor, trigger: () => void, source?: string, timeoutMs = 15_000): Promise<ReloadOutcome> {
+  const from = sup.logs.length;
+  trigger();
+  const started = await sup.waitFor((l) => l.event === "reload_started" && (source === undefined || l.source === source), timeoutMs, from);
+  const ended = await sup.waitFor(isEnd, timeoutMs, sup.logs.indexOf(started) + 1);
+  return { started, ended, next: sup.logs.indexOf(ended) + 1 };
+}
+
+export const sighup = (sup: RunningSupervisor) => (): void => void process.kill(sup.pid, "SIGHUP");
+
+/** Log lines since index `from` matching. */
+export function linesSince(sup: RunningSupervisor, from: number, match: (l: LogLine) => boolean): LogLine[] {
+  return sup.logs.slice(from).filter(match);
+}
+
+export interface Load {
+  readonly result: LoadResult;
+  /** Resolves once `n` more exchanges have succeeded (rejects past `timeoutMs`). */
+  progress(n: number, timeoutMs?: number): Promise<void>;
+  stop(): Promise<LoadResult>;
+}
+
+/**
+ * Like net.ts clientLoops (connect, random payload, full echo compared, close),
+ * but running in the background with live counters, so a test can pace its
+ * triggers on traffic actually carried. Bounded by `maxMs`.
+ */
+export function startLoad(ports: number[], loops: number, maxMs: number, host = "127.0.0.1"): Load {
+  const result: LoadResult = { ok: 0, failed: 0, wrongBytes: 0, errors: {} };
+  const deadline = Date.now() + maxMs;
+  let stopped = false;
+  let i = 0;
+  let waiters: { at: number; resolve(): void }[] = [];
+  const done = Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (!stopped && Date.now() < deadline) {
+        const port = ports[i++ % ports.length]!;
+        const payload = crypto.randomBytes(64 + Math.floor(Math.random() * 4096));
+        try {
+          const reply = await exchange(port, payload, host);
+          if (reply.equals(payload)) result.ok++;
+          else result.wrongBytes++;
+        } catch (e) {
+          result.failed++;
+          const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+          result.errors[code] = (result.errors[code] ?? 0) + 1;
+        }
+        if (waiters.length > 0) {
+          const due = waiters.filter((w) => result.ok >= w.at);
+          waiters = waiters.filter((w) => result.ok < w.at);
+          for (const w of due) w.resolve();
+        }
+      }
+    }),
+  ).then(() => result);
+  return {
+    result,
+    progress: (n, timeoutMs = 20_000) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`load made no progress: ${JSON.stringify(result)}`)), timeoutMs);
+        waiters.push({ at: result.ok + n, resolve: () => (clearTimeout(timer), resolve()) });
+      }),
+    stop: () => {
+      stopped = true;
+      return done;
+    },
+  };
+}
+
+/** Polls `check` until it returns true; for states no log line announces. Bounded. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
