@@ -37,7 +37,12 @@ export class ConfigWatch {
     await new Promise<void>((resolve) => this.watcher!.once("ready", () => resolve()));
   }
 
-  /** Call after any reload, so a later save of the same content is not taken for a change. */
+  /**
+   * Await before any reload reads the file: what it reads is then this content
+   * or newer, so the watch need not ask for it again (a save followed by a
+   * SIGHUP is one reload). Done after the reload instead, it would take in a
+   * save made during the reload that the reload never read, and lose it.
+   */
   async remember(): Promise<void> {
     this.lastHash = await contentHash(this.file);
   }

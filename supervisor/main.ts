@@ -29,11 +29,11 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   const provider = chooseSteering(options.steering, log);
   const sup = new Supervisor(options, provider, log);
   const watch = new ConfigWatch(options.config, () => void sup.reloads.request("file"), log);
-  sup.onReloadStart = () => notifier.reloading();
-  sup.onReloadEnd = () => {
-    void watch.remember();
-    notifier.ready(sup);
+  sup.onReloadStart = async () => {
+    notifier.reloading();
+    await watch.remember();
   };
+  sup.onReloadEnd = () => notifier.ready(sup);
 
   let stopping: Promise<void> | undefined;
   let stopped!: () => void;

@@ -2,29 +2,46 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefault
 import type { Pool } from "./pool.js";
 import type { WorkerProcess } from "./worker-process.js";
 
-type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
+export type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
 
 const SCRAPE_TIMEOUT_MS = 1000;
 
+/** prom-client gauges whose "_total" suffix promtool rejects; their per-type siblings stay. */
+const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+interface Tracked {
+  /** The newest snapshot the worker sent, and the request it answered. */
+  last: Snapshot | undefined;
+  lastSeq: number;
+  /** Scrapes waiting on this worker: called with the seq of a reply, or Infinity once it is retired. */
+  waiters: Set<(seq: number) => void>;
+}
+
 /**
- * /metrics: the supervisor's own metrics plus the sum over workers. A worker
- * that exits leaves its counters behind (its final report, or the last one we
- * saw if it crashed) in `retired`, so totals never go backwards or double.
+ * /metrics: the supervisor's own metrics plus the sum over workers.
+ *
+ * Every worker is tracked from spawn until it is retired, which happens
+ * exactly once: on its "drained" message (final counters), or when its
+ * process has exited and its IPC channel is closed (`onClosed`: no message
+ * can follow; counters are the last snapshot seen: a crash loses at most
+ * what it counted since the previous scrape, never counts it twice).
+ * Retired counters move into `retired` in the same synchronous step that
+ * stops the worker from being asked, so no scrape counts a worker both live
+ * and retired, or neither. A reply that arrives after retirement is dropped.
  */
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly reloads = new Counter({ name: "switchyard_reloads_total", help: "Reloads by result", labelNames: ["result"], registers: [this.registry] });
   readonly reloadDuration = new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
-  private retired: Promise<Snapshot> = Promise.resolve([]);
-  private readonly lastSeen = new Map<WorkerProcess, Snapshot>();
-  private readonly finished = new WeakSet<WorkerProcess>();
+  private retired: Snapshot = [];
+  private readonly tracked = new Map<WorkerProcess, Tracked>();
   private seq = 0;
-  private readonly waiting = new Map<number, Map<WorkerProcess, (s: Snapshot | undefined) => void>>();
 
   constructor(private readonly pool: Pool, steered: () => Map<string, number> | undefined) {
     this.reloads.inc({ result: "success" }, 0);
     this.reloads.inc({ result: "failure" }, 0);
     collectDefaultMetrics({ register: this.registry });
+    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
     const poolRef = pool;
     new Gauge({
       name: "switchyard_workers",
@@ -52,58 +69,76 @@ export class SupervisorMetrics {
     });
   }
 
-  /** Every live worker's snapshot, keyed by worker. */
+  /** Starts counting a worker; call at spawn, before it can send anything. */
+  track(w: WorkerProcess): WorkerProcess {
+    this.tracked.set(w, { last: undefined, lastSeq: 0, waiters: new Set() });
+    return w;
+  }
+
+  /**
+   * A fresh snapshot of every tracked worker (the last one seen where a
+   * worker does not answer in time). Retired workers are absent.
+   */
   async workerSnapshots(): Promise<Map<WorkerProcess, Snapshot>> {
     const seq = ++this.seq;
-    const pending = new Map<WorkerProcess, (s: Snapshot | undefined) => void>();
-    this.waiting.set(seq, pending);
-    const results = await Promise.all(
-      this.pool.liveWorkers().map(
-        (w) =>
-          new Promise<[WorkerProcess, Snapshot | undefined]>((resolve) => {
-            const timer = setTimeout(() => done(undefined), SCRAPE_TIMEOUT_MS);
-            const done = (s: Snapshot | undefined) => {
-              clearTimeout(timer);
-              pending.delete(w);
-              resolve([w, s]);
-            };
-            pending.set(w, done);
-            if (!w.requestMetrics(seq)) done(undefined);
-          }),
-      ),
-    );
-    this.waiting.delete(seq);
+    await Promise.all([...this.tracked].map(([w, t]) => this.ask(w, t, seq)));
+    // Synchronous from here to the caller's use of `retired` (see render).
     const out = new Map<WorkerProcess, Snapshot>();
-    for (const [w, s] of results) {
-      // A reply that raced with the worker's final report is already in `retired`.
-      if (s && !this.finished.has(w)) {
-        out.set(w, s);
-        this.lastSeen.set(w, s);
-      }
-    }
+    for (const [w, t] of this.tracked) if (t.last) out.set(w, t.last);
     return out;
   }
 
-  onWorkerMetrics(w: WorkerProcess, seq: number, metrics: unknown): void {
-    this.waiting.get(seq)?.get(w)?.(metrics as Snapshot);
+  private ask(w: WorkerProcess, t: Tracked, seq: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        t.waiters.delete(answered);
+        resolve();
+      };
+      const answered = (replySeq: number) => {
+        if (replySeq >= seq) done();
+      };
+      const timer = setTimeout(done, SCRAPE_TIMEOUT_MS);
+      t.waiters.add(answered);
+      // A starting worker may not have its metrics yet and would not answer;
+      // an exited one cannot: wait for its retirement instead (bounded).
+      if (w.state === "serving" || w.state === "draining") w.requestMetrics(seq);
+      else if (w.state === "starting") done();
+    });
   }
 
-  /** The worker's final counters (drained), or the last ones we saw (crash). */
-  retire(w: WorkerProcess, final: unknown): void {
-    if (this.finished.has(w)) return;
-    this.finished.add(w);
-    const snapshot = (final as Snapshot | undefined) ?? this.lastSeen.get(w);
-    this.lastSeen.delete(w);
-    if (!snapshot) return;
-    // Gauges describe the present; a gone worker contributes none.
-    const counters = snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");
-    this.retired = this.retired.then((sum) => AggregatorRegistry.aggregate([sum, counters]).getMetricsAsJSON() as Promise<Snapshot>);
+  onWorkerMetrics(w: WorkerProcess, seq: number, metrics: unknown): void {
+    const t = this.tracked.get(w);
+    if (!t || seq < t.lastSeq) return;
+    t.last = metrics as Snapshot;
+    t.lastSeq = seq;
+    for (const f of [...t.waiters]) f(seq);
+  }
+
+  /** The worker's final counters (drained), or the last ones seen (`final` undefined: it is gone). */
+  retire(w: WorkerProcess, final?: unknown): void {
+    const t = this.tracked.get(w);
+    if (!t) return;
+    this.tracked.delete(w);
+    const snapshot = (final as Snapshot | undefined) ?? t.last;
+    if (snapshot) {
+      // Gauges describe the present; a gone worker contributes none.
+      const counters = snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");
+      this.retired = aggregateNow([this.retired, counters]);
+    }
+    for (const f of [...t.waiters]) f(Infinity);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
     const snapshots = await this.workerSnapshots();
-    const workers = AggregatorRegistry.aggregate([await this.retired, ...snapshots.values()]);
+    const workers = AggregatorRegistry.aggregate([this.retired, ...snapshots.values()]);
     const merged = Registry.merge([workers as Registry, this.registry]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
+}
+
+/** prom-client's aggregation, read back synchronously (its registry only wraps plain values). */
+function aggregateNow(snapshots: Snapshot[]): Snapshot {
+  const registry = AggregatorRegistry.aggregate(snapshots);
+  return registry.getMetricsAsArray().map((m) => (m as unknown as { get(): Snapshot[number] }).get());
 }

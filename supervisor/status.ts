@@ -1,5 +1,6 @@
 import type { Supervisor } from "./supervisor.js";
 
+/** Sum of a gauge or counter over its labels. */
 function sumGauge(snapshot: unknown, name: string): number {
   const metric = (snapshot as { name: string; values: { value: number }[] }[]).find((m) => m.name === name);
   return metric ? metric.values.reduce((a, v) => a + v.value, 0) : 0;
@@ -40,6 +41,8 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
         pid: w.pid ?? null,
         state: w.state,
         connections: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_active") : null,
+        /** Connections this worker accepted since it started: shows how evenly the kernel spreads them. */
+        accepted: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_total") : null,
       }));
       return {
         number: g.number,

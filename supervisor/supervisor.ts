@@ -23,8 +23,8 @@ export class Supervisor {
   private markStarted!: () => void;
   private readonly started = new Promise<void>((resolve) => (this.markStarted = resolve));
   readonly startedAt = Date.now();
-  /** Called when a reload starts and ends (sd_notify, config watch). */
-  onReloadStart: () => void = () => undefined;
+  /** Called when a reload starts, awaited before the file is read, and when it ends (sd_notify, config watch). */
+  onReloadStart: () => void | Promise<void> = () => undefined;
   onReloadEnd: (r: ReloadResult) => void = () => undefined;
 
   constructor(readonly options: RunOptions, readonly provider: ListenerProvider, readonly log: Logger) {
@@ -63,9 +63,9 @@ export class Supervisor {
     const began = Date.now();
     const at = new Date(began).toISOString();
     this.log.info({ event: "reload_started", source });
-    this.onReloadStart();
     let result: ReloadResult;
     try {
+      await this.onReloadStart();
       const plan = await loadConfigFile(this.options.config);
       const gen = await this.pool.deploy(plan);
       result = { ok: true, generation: gen.number, durationMs: Date.now() - began, source, at };

@@ -7,7 +7,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor } from "./helpers/supervisor.js";
 import { freePorts } from "./helpers/net.js";
-import { rssBytes, servingWorkers } from "./helpers/core.js";
+import { rssBytes, servingWorkers, within } from "./helpers/core.js";
 
 interface CustomTarget {
   port: number;
@@ -64,7 +64,7 @@ test("half-close: the client's FIN reaches the target, whose 1 MB reply still ar
   await once(client, "connect");
   client.end("request body, then FIN");
   // "end" comes only after the target's FIN; a timeout here means the FIN was lost.
-  await Promise.race([once(client, "end"), new Promise((_, reject) => setTimeout(() => reject(new Error("no reply within 10 s")), 10_000))]);
+  await within(once(client, "end"), 10_000, "the target's reply and FIN");
   const got = Buffer.concat(chunks);
   t.is(received, "request body, then FIN");
   t.is(got.length, reply.length);
@@ -125,10 +125,7 @@ test("200 MB to a slow reader: all bytes arrive intact and worker memory stays b
       setTimeout(() => client.resume(), (ahead / RATE) * 1000);
     }
   });
-  await Promise.race([
-    once(client, "end"),
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`transfer not done in 40 s (${bytes} bytes)`)), 40_000)),
-  ]);
+  await within(once(client, "end"), 40_000, "200 MB transfer");
   clearInterval(sampler);
   client.destroy();
 

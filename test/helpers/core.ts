@@ -84,3 +84,16 @@ export async function pollUntil(check: () => boolean | Promise<boolean>, timeout
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** `promise`, or a rejection after `timeoutMs`; the timer never outlives the race. */
+export async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

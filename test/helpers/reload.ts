@@ -55,10 +55,11 @@ export interface ReloadOutcome {
  * logged after it (whose source matches, when given), then that reload's end.
  * Reloads are serialised, so the end line after a start line belongs to it.
  */
-export async function reloadVia(sup: RunningSupervisor, trigger: () => void, source?: string, timeoutMs = 15_000): Promise<ReloadOutcome> {
+export async function reloadVia(sup: RunningSupervisor, trigger: () => void, source?: string | ((source: string) => boolean), timeoutMs = 15_000): Promise<ReloadOutcome> {
   const from = sup.logs.length;
+  const sourceOk = (s: unknown): boolean => source === undefined || (typeof source === "string" ? s === source : source(String(s)));
   trigger();
-  const started = await sup.waitFor((l) => l.event === "reload_started" && (source === undefined || l.source === source), timeoutMs, from);
+  const started = await sup.waitFor((l) => l.event === "reload_started" && sourceOk(l.source), timeoutMs, from);
   const ended = await sup.waitFor(isEnd, timeoutMs, sup.logs.indexOf(started) + 1);
   return { started, ended, next: sup.logs.indexOf(ended) + 1 };
 }

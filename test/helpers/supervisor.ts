@@ -13,7 +13,10 @@ export const cli = path.join(repoRoot, "bin/switchyard.js");
 export type LogLine = Record<string, unknown> & { event?: string; pid?: number; role?: string };
 
 export interface SupervisorOptions {
-  config: unknown;
+  /** Written to a fresh config.json; ignored when `configPath` is given. */
+  config?: unknown;
+  /** Run on this existing file (e.g. a symlink the test laid out) instead of writing `config`. */
+  configPath?: string;
   workers?: number;
   drainTimeout?: number;
   steering?: "auto" | "bpf" | "ports";
@@ -58,9 +61,9 @@ process.on("exit", () => {
 
 export async function startSupervisor(opts: SupervisorOptions): Promise<RunningSupervisor> {
   const dir = tempDir();
-  const configPath = path.join(dir, "config.json");
+  const configPath = opts.configPath ?? path.join(dir, "config.json");
   const runtimeDir = path.join(dir, "run");
-  writeJson(configPath, opts.config);
+  if (opts.configPath === undefined) writeJson(configPath, opts.config);
   const args = [
     cli, "run", "--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", runtimeDir,
     "--workers", String(opts.workers ?? 2), "--drain-timeout", String(opts.drainTimeout ?? 5),

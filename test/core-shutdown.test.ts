@@ -1,0 +1,58 @@
+// Stopping: SIGTERM (and SIGINT, the same) drains; an exchange in progress when
+// the signal arrives completes; the supervisor exits 0 and leaves no child behind.
+import test, { type ExecutionContext } from "ava";
+import net from "node:net";
+import { once } from "node:events";
+import { startSupervisor } from "./helpers/supervisor.js";
+import { freePorts, startTarget } from "./helpers/net.js";
+import { within } from "./helpers/core.js";
+import { childPids, isAlive } from "./helpers/procfs.js";
+
+async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT"): Promise<void> {
+  const target = await startTarget("echo");
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "stop", Ports: [port!], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 2, drainTimeout: 10 });
+  t.teardown(async () => {
+    await sup.stop("SIGKILL");
+    await target.close();
+  });
+  const children = childPids(sup.pid);
+  t.is(children.length, 2, `children: ${children.join(",")}`);
+
+  const client = net.connect({ port: port!, host: "127.0.0.1", allowHalfOpen: true });
+  t.teardown(() => client.destroy());
+  let echoed = "";
+  client.setEncoding("utf8").on("data", (c: string) => (echoed += c));
+  const ended = once(client, "end");
+  await once(client, "connect");
+  client.write("first half, ");
+  // The first half came back: the connection is established through a worker.
+  const firstHalf = async (): Promise<void> => {
+    while (echoed.length < "first half, ".length) await once(client, "data");
+  };
+  await within(firstHalf(), 5000, "echo of the first half");
+  t.is(echoed, "first half, ");
+
+  const mark = sup.logs.length;
+  sup.child.kill(signal);
+  await sup.waitFor((l) => l.event === "signal" && l.signal === signal, 5000, mark);
+  // Both workers have stopped accepting; exactly one of them still carries our connection.
+  for (const w of [0, 1]) await sup.waitFor((l) => l.event === "worker_draining" && l.worker === w, 5000, mark);
+  const draining = sup.logs.slice(mark).filter((l) => l.event === "worker_draining");
+  t.is(draining.reduce((n, l) => n + (l.connections as number), 0), 1);
+  t.true(isAlive(sup.pid), "supervisor exited before the connection finished");
+
+  client.end("second half");
+  await within(ended, 5000, "end of the echo");
+  t.is(echoed, "first half, second half");
+
+  const exit = await within(sup.exited, 10_000, "supervisor exit");
+  t.deepEqual(exit, { code: 0, signal: null });
+  t.true(sup.logs.some((l) => l.event === "supervisor_exited"));
+  // Both drained without hitting the deadline.
+  t.deepEqual(sup.logs.filter((l) => l.event === "worker_drained").map((l) => l.outcome), ["idle", "idle"]);
+  for (const pid of children) t.false(isAlive(pid), `child ${pid} outlived the supervisor`);
+}
+
+test("SIGTERM: the open exchange completes, exit 0, no child left", drainsAndExits, "SIGTERM");
+test("SIGINT behaves like SIGTERM", drainsAndExits, "SIGINT");

@@ -1,0 +1,80 @@
+// Reload by saving the config file (write to a temporary file, rename over the
+// config, as editors do): one save gives exactly one reload, under load.
+import test from "ava";
+import { startSupervisor, type LogLine } from "./helpers/supervisor.js";
+import { freePorts, startTarget, whoServes } from "./helpers/net.js";
+import { app, config, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
+
+const hasSource = (l: LogLine, s: string): boolean => String(l.source).split(",").includes(s);
+
+test.serial("each save under 16 client loops gives exactly one reload; nothing fails", async (t) => {
+  const targets = await Promise.all(["a", "b"].map((n) => startTarget(n)));
+  t.teardown(() => Promise.all(targets.map((x) => x.close())));
+  const [a, b] = targets as [typeof targets[0], typeof targets[0]];
+  const ports = await freePorts(2);
+  const configs = [config(app("echo", ports, [a])), config(app("echo", ports, [b]))];
+  const sup = await startSupervisor({ config: configs[0], workers: 2, drainTimeout: 5, args: ["--access-log", "off"] });
+  t.teardown(() => sup.stop());
+
+  const load = startLoad(ports, 16, 30_000);
+  try {
+    await load.progress(200);
+    for (let i = 1; i <= 6; i++) {
+      const saved = sup.logs.length;
+      const r = await reloadVia(sup, () => sup.writeConfig(configs[i % 2]), "file");
+      t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
+      // Prove no second reload comes from that save: the next reload must be the SIGHUP's alone.
+      const h = await reloadVia(sup, sighup(sup));
+      t.is(h.started.source, "sighup", "a second file-sourced reload came in");
+      t.is(h.ended.event, "reload_succeeded");
+      t.is(linesSince(sup, saved, (l) => l.event === "reload_started" && hasSource(l, "file")).length, 1, `save ${i} gave more than one reload`);
+      t.is(linesSince(sup, saved, (l) => l.event === "config_changed").length, 1);
+      await load.progress(1000);
+    }
+  } finally {
+    await load.stop();
+  }
+  const result = load.result;
+  t.log(`exchanges: ${JSON.stringify(result)}`);
+  t.is(result.failed, 0, JSON.stringify(result.errors));
+  t.is(result.wrongBytes, 0);
+  t.true(a.connections > 0 && b.connections > 0);
+  // The sixth save wrote configs[0]: target a again.
+  t.deepEqual((await status(sup)).apps[0]!.targets.map((x) => x.target), [`127.0.0.1:${a.port}`]);
+});
+
+test.serial("saving the same content again gives no reload", async (t) => {
+  const a = await startTarget("a");
+  t.teardown(() => a.close());
+  const ports = await freePorts(1);
+  const cfg = config(app("echo", ports, [a]));
+  const sup = await startSupervisor({ config: cfg, workers: 1 });
+  t.teardown(() => sup.stop());
+  const from = sup.logs.length;
+  sup.writeConfig(cfg);
+  // The SIGHUP afterwards is the next reload, and no file change was noticed before it.
+  const h = await reloadVia(sup, sighup(sup));
+  t.is(h.started.source, "sighup");
+  t.is(linesSince(sup, from, (l) => l.event === "config_changed").length, 0);
+});
+
+test.serial("a save made while a reload runs is not lost", async (t) => {
+  const targets = await Promise.all(["a", "b"].map((n) => startTarget(n, { tag: true })));
+  t.teardown(() => Promise.all(targets.map((x) => x.close())));
+  const [a, b] = targets as [typeof targets[0], typeof targets[0]];
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: config(app("tag", [port!], [a])), workers: 2 });
+  t.teardown(() => sup.stop());
+  t.is(await whoServes(port!), "a");
+  for (let round = 0; round < 3; round++) {
+    const want = round % 2 === 0 ? b : a;
+    const from = sup.logs.length;
+    process.kill(sup.pid, "SIGHUP");
+    // The SIGHUP reload has read the file once its generation is starting; save now.
+    await sup.waitFor((l) => l.event === "generation_starting", 10_000, from);
+    sup.writeConfig(config(app("tag", [port!], [want])));
+    const changed = await sup.waitFor((l) => l.event === "reload_started" && hasSource(l, "file"), 5_000, from);
+    await sup.waitFor((l) => l.event === "reload_succeeded", 10_000, sup.logs.indexOf(changed) + 1);
+    t.is(await whoServes(port!), want.name, `round ${round}: the saved config is not served`);
+  }
+});
