@@ -12,7 +12,7 @@ export interface PoolOptions {
   provider: ListenerProvider;
   spawn(opts: Pick<WorkerOptions, "generation" | "index" | "plan" | "listeners">, events: WorkerEvents): WorkerProcess;
   /** Called for everything a worker reports beyond its lifecycle (metrics, access log). */
-  observe: Pick<WorkerEvents, "onDrained" | "onMetrics" | "onAccessLog">;
+  observe: Pick<WorkerEvents, "onDrained" | "onMetrics" | "onClosed" | "onAccessLog">;
 }
 
 /**

@@ -37,13 +37,14 @@ export class Supervisor {
       log,
       provider,
       spawn: (o, events) =>
-        new WorkerProcess(
+        this.metrics.track(new WorkerProcess(
           { ...o, runtimeDir: options.runtimeDir, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, log },
           events,
-        ),
+        )),
       observe: {
         onDrained: (w, final) => this.metrics.retire(w, final.metrics),
         onMetrics: (w, seq, m) => this.metrics.onWorkerMetrics(w, seq, m),
+        onClosed: (w) => this.metrics.retire(w),
         onAccessLog: (_w, stream) => this.accessLog.attach(stream),
       },
     });

@@ -36,6 +36,8 @@ export interface WorkerEvents {
   onExit(w: WorkerProcess, code: number | null, signal: NodeJS.Signals | null): void;
   onDrained(w: WorkerProcess, final: { connections: number; metrics: unknown }): void;
   onMetrics(w: WorkerProcess, seq: number, metrics: unknown): void;
+  /** Exited and its IPC channel closed: no message from it can follow. */
+  onClosed(w: WorkerProcess): void;
   /** The worker's access-log pipe, for the supervisor to forward. */
   onAccessLog(w: WorkerProcess, stream: Readable): void;
 }
@@ -185,5 +187,8 @@ export class WorkerProcess {
     fs.rm(this.healthSocket, { force: true }, () => undefined);
     if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
     this.events.onExit(this, code, signal);
+    // Messages still in the channel are delivered before "disconnect".
+    if (this.child.connected) this.child.once("disconnect", () => this.events.onClosed(this));
+    else this.events.onClosed(this);
   }
 }
