@@ -65,6 +65,11 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     control = await startControl(sup, options.runtimeDir, log);
     await sup.start(plan, (admin.address() as import("node:net").AddressInfo).port);
   } catch (err) {
+    // TERM/INT during the first start: an operator's stop, not a failure.
+    if (stopping) {
+      await finished;
+      return 0;
+    }
     const e = err as SwitchyardError;
     log.error({ event: "start_failed", code: e.code, reason: e.message });
     process.stderr.write(`switchyard: ${e.message}\n`);
@@ -73,8 +78,10 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     control?.close();
     return 1;
   }
-  await watch.start();
-  notifier.ready(sup);
+  if (!stopping) {
+    await watch.start();
+    notifier.ready(sup);
+  }
   await finished;
   return 0;
 }
