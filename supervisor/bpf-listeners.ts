@@ -115,6 +115,8 @@ export class BpfListeners implements ListenerProvider {
     for (const s of next.values()) if (!this.live.has(s.name)) this.steering.setAppSocket(s.slot, s.fd);
     const changed = [...bindings.values()].filter((b) => this.liveBindings.get(bindingKey(b))?.slot !== b.slot);
     const removed = [...this.liveBindings.entries()].filter(([k]) => !bindings.has(k)).map(([, b]) => b);
+    // Of the bindings set, those steered to another app until now: what a reload moved.
+    const moved = changed.filter((b) => this.liveBindings.has(bindingKey(b))).length;
     this.steering.setPorts(changed);
     this.steering.deletePorts(removed);
     for (const [name, s] of this.live) {
@@ -125,7 +127,7 @@ export class BpfListeners implements ListenerProvider {
     this.live = next;
     this.liveBindings = bindings;
     this.liveApps = plan.apps.map((a) => ({ name: a.name, ports: a.ports.length }));
-    this.log.info({ event: "steering_updated", ports_set: changed.length, ports_removed: removed.length, sockets: next.size });
+    this.log.info({ event: "steering_updated", ports_set: changed.length, ports_moved: moved, ports_removed: removed.length, sockets: next.size });
   }
 
   private release(s: AppSocket): void {

@@ -26,7 +26,15 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     throw err;
   }
   const notifier = new SystemdNotifier(log);
-  const provider = chooseSteering(options.steering, log);
+  let provider;
+  try {
+    provider = chooseSteering(options.steering, log);
+  } catch (err) {
+    const e = err as SwitchyardError;
+    log.error({ event: "start_failed", code: e.code, reason: e.message });
+    process.stderr.write(`switchyard: ${e.message}\n`);
+    return 1;
+  }
   const sup = new Supervisor(options, provider, log);
   const watch = new ConfigWatch(options.config, () => void sup.reloads.request("file"), log);
   sup.onReloadStart = async () => {
@@ -80,6 +88,8 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   }
   if (!stopping) {
     await watch.start();
+    // supervisor_ready comes before the watch: from this line on, a save reloads.
+    log.info({ event: "config_watch_started", file: options.config });
     notifier.ready(sup);
   }
   await finished;

@@ -3,7 +3,7 @@
 // supervisors and clients there, prints one JSON line and exits, having stopped
 // everything it started, whether it succeeded or not.
 import { execFileSync } from "node:child_process";
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import crypto from "node:crypto";
 
 import { startSupervisor, type RunningSupervisor, type SupervisorOptions } from "../helpers/supervisor.js";
@@ -224,3 +224,79 @@ export async function steeredMetric(sup: RunningSupervisor): Promise<Record<stri
 
 /** Index of the next log line: pass to waitFor to see only what comes after now. */
 export const mark = (sup: RunningSupervisor): number => sup.logs.length;
+
+/**
+ * Whether a pid is gone or a zombie. Workers orphaned by a SIGKILLed supervisor
+ * are re-parented to pid 1, which here may never reap them: a zombie has
+ * released its fds, so for what it holds it has exited.
+ */
+export function hasExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return true;
+  }
+}
+
+/** Like allExited, but a zombie counts as exited (see hasExited). */
+export const allGone = (pids: number[], ms = 15_000): Promise<void> =>
+  pollUntil(`pids ${pids.join(",")} to exit`, () => pids.every(hasExited), ms);
+
+/** Counts events (answers of a load) and lets a scenario await the next `n` of them. */
+export class Progress {
+  count = 0;
+  private waiters: { at: number; resolve: () => void }[] = [];
+
+  tick(): void {
+    this.count++;
+    const due = this.waiters.filter((w) => this.count >= w.at);
+    this.waiters = this.waiters.filter((w) => this.count < w.at);
+    for (const w of due) w.resolve();
+  }
+
+  /** Resolves after `n` more ticks; rejects after `ms` (the load stalled). */
+  more(n: number, ms = 15_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`load stalled: ${this.count} answers, waited for ${n} more`)), ms);
+      this.waiters.push({ at: this.count + n, resolve: () => (clearTimeout(timer), resolve()) });
+    });
+  }
+}
+
+/**
+ * taggedLoops (16 loops, IPv4 and IPv6 alternately) around `action`: the load
+ * runs until `before` answers came, then `action` runs, then `after` more
+ * answers; the loops stop by themselves whatever happens.
+ */
+export async function underLoad<T>(
+  ports: number[],
+  accept: (port: number, tag: string, startedAt: number) => boolean,
+  action: () => Promise<T>,
+  opts: { before?: number; after?: number; loops?: number } = {},
+): Promise<{ load: TaggedLoad; value: T }> {
+  let stop = false;
+  const progress = new Progress();
+  const running = taggedLoops(ports, opts.loops ?? 16, () => stop, (port, tag, startedAt) => {
+    progress.tick();
+    return accept(port, tag, startedAt);
+  }, { hosts: ["127.0.0.1", "::1"], maxMs: 30_000 });
+  let value: T;
+  try {
+    await progress.more(opts.before ?? 200);
+    value = await action();
+    await progress.more(opts.after ?? 300);
+  } finally {
+    stop = true;
+    await running;
+  }
+  return { load: await running, value };
+}
+
+/** n distinct ports drawn at random from from..to, plus both ends. */
+export function samplePorts(from: number, to: number, n: number): number[] {
+  const out = new Set([from, to]);
+  while (out.size < Math.min(n + 2, to - from + 1)) out.add(from + Math.floor(Math.random() * (to - from + 1)));
+  return [...out];
+}
