@@ -46,10 +46,11 @@ export class Pool {
     } catch (err) {
       this.startWaiters.delete(gen);
       this.starting = undefined;
-      gen.state = "stopped";
-      for (const w of gen.workers()) w.kill("SIGKILL");
       prepared.rollback();
       this.opts.log.info({ event: "generation_abandoned", generation: gen.number });
+      // Workers that started may already carry clients: they drain like an old generation.
+      for (const w of gen.workers()) w.abandon();
+      this.drain(gen);
       throw err;
     }
     this.startWaiters.delete(gen);

@@ -53,6 +53,8 @@ export class WorkerProcess {
   readonly startedAt = Date.now();
   private readonly child: ChildProcess;
   private handoffSock: number | undefined;
+  /** It said "started": it holds the sockets and accepts on them. */
+  private acknowledged = false;
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
 
@@ -96,6 +98,7 @@ export class WorkerProcess {
 
   private readonly handlers: Handlers<FromWorker> = {
     started: (msg) => {
+      this.acknowledged = true;
       this.closeHandoff();
       const expected = this.opts.listeners.map((l) => socketInode(l.fd));
       if (msg.inodes.length !== expected.length || msg.inodes.some((ino, i) => ino !== expected[i])) {
@@ -142,9 +145,21 @@ export class WorkerProcess {
 
   private failStart(err: SwitchyardError): void {
     if (this.state !== "starting") return;
+    this.abandon();
+    this.events.onStartFailed(this, err);
+  }
+
+  /**
+   * Stops a worker that will not serve in its generation. Once it has said
+   * "started" it is accepting, and in ports mode on the very sockets the
+   * serving generation uses, so it may already carry clients: killing it would
+   * cut them, so it drains. Before that it holds no connection and is killed.
+   */
+  abandon(): void {
+    if (this.state === "exited" || this.state === "draining") return;
+    if (this.acknowledged) return this.drain();
     clearTimeout(this.startTimer);
     this.state = "draining";
-    this.events.onStartFailed(this, err);
     this.kill("SIGKILL");
   }
 

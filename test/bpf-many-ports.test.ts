@@ -10,8 +10,8 @@ interface Status {
   apps: { name: string; ports: number }[];
 }
 interface Result {
-  startupMs10: number;
-  startupMs20k: number;
+  small: { wallMs: number; cpuMs: number }[];
+  large: { wallMs: number; cpuMs: number };
   smallStatus: Status;
   ready: { mode: string };
   steeringUpdated: { ports_set: number; ports_removed: number; sockets: number };
@@ -65,7 +65,12 @@ test.serial("/status and /metrics count the steered connections per app", async 
 
 test.serial("startup with 20,000 ports takes about as long as with 10", async (t) => {
   const r = await result(t);
-  t.log(`spawn → supervisor_ready: 10 ports ${r.startupMs10} ms, 20,000 ports ${r.startupMs20k} ms`);
+  const fmt = (x: { wallMs: number; cpuMs: number }) => `${x.wallMs} ms wall, ${x.cpuMs} ms CPU`;
+  t.log(`spawn → supervisor_ready: 10 ports ${r.small.map(fmt).join(" / ")}; 20,000 ports ${fmt(r.large)}`);
   t.like(r.smallStatus, { mode: "bpf", sockets: 2, apps: [{ name: "a", ports: 5 }, { name: "b", ports: 5 }] });
-  t.true(r.startupMs20k <= r.startupMs10 + 1500, `${r.startupMs20k} ms > ${r.startupMs10} + 1500 ms`);
+  // CPU time is what the port count costs; other load on the machine inflates wall time only.
+  const smallCpu = Math.max(...r.small.map((x) => x.cpuMs));
+  t.true(r.large.cpuMs <= smallCpu + 1000, `CPU ${r.large.cpuMs} ms > ${smallCpu} + 1000 ms`);
+  const smallWall = Math.max(...r.small.map((x) => x.wallMs));
+  t.true(r.large.wallMs <= smallWall + 3000, `wall ${r.large.wallMs} ms > ${smallWall} + 3000 ms`);
 });
