@@ -10,7 +10,7 @@ RUN_ARGS ?= --runtime-dir /tmp/switchyard-run
 APT_PACKAGES := clang llvm libbpf-dev bpftool build-essential python3 iproute2 netcat-openbsd libcap2-bin util-linux
 BENCH_PACKAGES := haproxy nginx wrk iperf3
 
-.PHONY: all deps system-deps build run test test-unit bench bench-quick install clean
+.PHONY: all deps system-deps test-deps build run test test-unit bench bench-quick install clean
 
 all: build
 
@@ -55,7 +55,20 @@ run: build
 	trap 'kill $$echo_pid 2>/dev/null' EXIT; \
 	node bin/switchyard.js run --config $(CONFIG) $(RUN_ARGS)
 
-test: build
+# Only for tests: promtool (package prometheus) lints /metrics, systemd-analyze
+# (package systemd, installs fine where systemd is not PID 1) verifies the unit.
+test-deps:
+	@missing=""; \
+	for c in promtool:prometheus systemd-analyze:systemd; do \
+	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: build test-deps
 	npx ava
 
 bench: build
@@ -70,10 +83,12 @@ bench-deps:
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi
 
-# Installs the built tree under $(PREFIX)/lib/switchyard, the command, and the systemd unit.
+# Installs the built tree under $(PREFIX)/lib/switchyard, $(PREFIX)/bin/switchyard,
+# /etc/switchyard/config.json (if absent) and the systemd unit; DESTDIR stages it elsewhere.
 PREFIX ?= /usr/local
+DESTDIR ?=
 install: build
-	PREFIX=$(PREFIX) ./systemd/install.sh
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) ./systemd/install.sh
 
 clean:
 	rm -rf dist native/build

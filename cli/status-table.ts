@@ -5,7 +5,7 @@ interface StatusJson {
   generation?: number | null;
   steering?: { mode: string; bpfOffReason?: string; sockets: number; apps: { name: string; ports: number; steered?: number }[] };
   lastReload?: { ok: boolean; generation?: number; message?: string; at: string; source: string } | null;
-  generations?: { number: number; state: string; connections: number; workers: { index: number; pid: number | null; state: string; connections: number | null }[] }[];
+  generations?: { number: number; state: string; connections: number; workers: { index: number; pid: number | null; state: string; connections: number | null; accepted?: number | null }[] }[];
   apps?: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
 }
 
@@ -32,15 +32,16 @@ export function formatStatusTable(raw: Record<string, unknown>): string {
   const last = !lr ? "none" : lr.ok ? `ok, generation ${lr.generation} (${lr.source}, ${lr.at})` : `FAILED: ${lr.message} (${lr.source}, ${lr.at})`;
   const steering = s.steering ? `${s.steering.mode}, ${s.steering.sockets} sockets${s.steering.bpfOffReason ? ` (BPF off: ${s.steering.bpfOffReason})` : ""}` : "?";
   let out = `healthy: ${s.healthy ? "yes" : "NO"}   generation: ${s.generation ?? "-"}   steering: ${steering}\nlast reload: ${last}\n\n`;
-  const workerRows = [["GENERATION", "STATE", "WORKER", "PID", "WORKER STATE", "CONNECTIONS"]];
+  const count = (n: number | null | undefined): string => (n === null || n === undefined ? "?" : String(n));
+  const workerRows = [["GENERATION", "STATE", "WORKER", "PID", "WORKER STATE", "CONNECTIONS", "ACCEPTED"]];
   for (const g of s.generations ?? []) {
-    for (const w of g.workers) workerRows.push([String(g.number), g.state, String(w.index), String(w.pid ?? "-"), w.state, w.connections === null ? "?" : String(w.connections)]);
+    for (const w of g.workers) workerRows.push([String(g.number), g.state, String(w.index), String(w.pid ?? "-"), w.state, count(w.connections), count(w.accepted)]);
   }
   out += table(workerRows) + "\n";
   const steered = new Map((s.steering?.apps ?? []).map((a) => [a.name, a.steered] as const));
   const appRows = [["APP", "PORTS", "TARGETS", ...(s.steering?.mode === "bpf" ? ["STEERED"] : [])]];
   for (const a of s.apps ?? []) {
-    const targets = a.targets.map((t) => `${t.target}${t.up ? "" : " (down)"}`).join(", ");
+    const targets = a.targets.map((t) => `${t.target} (${t.up ? "up" : "DOWN"})`).join(", ");
     appRows.push([a.name, portRanges(a.ports), targets, ...(s.steering?.mode === "bpf" ? [String(steered.get(a.name) ?? 0)] : [])]);
   }
   return out + table(appRows);

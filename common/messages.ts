@@ -46,6 +46,8 @@ export type FromWorker =
   /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
   | { type: "started"; pid: number; inodes: number[] }
   | { type: "start-failed"; code: string; message: string }
+  /** Acknowledges "drain": this worker has closed its copies of the listening sockets. */
+  | { type: "draining"; connections: number }
   /** Last words before exit: connections cut at the deadline, final metrics. */
   | { type: "drained"; connections: number; metrics: unknown }
   | { type: "metrics"; seq: number; metrics: unknown };
@@ -56,7 +58,7 @@ export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract
 export type Handlers<U extends { type: string }> = { [T in U["type"]]: (msg: MessageOf<U, T>) => void };
 
 const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "drain", "metrics-request"]);
-const fromWorkerTypes: ReadonlySet<string> = new Set<FromWorker["type"]>(["started", "start-failed", "drained", "metrics"]);
+const fromWorkerTypes: ReadonlySet<string> = new Set<FromWorker["type"]>(["started", "start-failed", "draining", "drained", "metrics"]);
 
 function hasType(value: unknown, known: ReadonlySet<string>): boolean {
   return typeof value === "object" && value !== null && known.has((value as { type?: unknown }).type as string);

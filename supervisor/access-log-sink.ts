@@ -2,6 +2,9 @@ import fs from "node:fs";
 import type { Readable } from "node:stream";
 import type { Logger } from "../common/log.js";
 
+/** How long close() waits for the pipes of exited workers to be read to their end. */
+const CLOSE_WAIT_MS = 2000;
+
 /**
  * Where the workers' access-log lines go: stdout, a file (reopened on
  * SIGUSR1, for logrotate), or nowhere. Workers write into pipes; only whole
@@ -9,6 +12,8 @@ import type { Logger } from "../common/log.js";
  */
 export class AccessLogSink {
   private file: fs.WriteStream | undefined;
+  /** Worker pipes not yet read to their end: a worker's exit event can come before its last lines. */
+  private readonly open = new Set<Promise<void>>();
 
   constructor(private readonly destination: string, private readonly log: Logger) {
     if (destination !== "-" && destination !== "off") this.file = this.openFile();
@@ -38,6 +43,9 @@ export class AccessLogSink {
       this.write(text.slice(0, end + 1));
     });
     source.on("error", () => undefined);
+    const ended = new Promise<void>((resolve) => source.once("close", () => resolve()));
+    this.open.add(ended);
+    void ended.then(() => this.open.delete(ended));
   }
 
   private write(lines: string): void {
@@ -54,8 +62,13 @@ export class AccessLogSink {
     this.log.info({ event: "access_log_reopened", file: this.destination });
   }
 
-  close(): Promise<void> {
+  /** Call once every worker has exited: writes what their pipes still hold, then closes the file. */
+  async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    await Promise.race([Promise.all(this.open), timeout]);
+    clearTimeout(timer);
     const f = this.file;
-    return f ? new Promise((resolve) => f.end(() => resolve())) : Promise.resolve();
+    if (f) await new Promise<void>((resolve) => f.end(() => resolve()));
   }
 }

@@ -49,6 +49,21 @@ export class Generation {
     for (const s of this.slots) clearTimeout(s.restartTimer);
   }
 
+  /**
+   * Resolves true once every worker has stopped accepting (closed its copies of
+   * the listeners) or exited; false if one has not within `timeoutMs`.
+   */
+  async stoppedAccepting(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const all = Promise.all(this.workers().map((w) => w.stoppedAccepting)).then(() => true as const);
+    try {
+      return await Promise.race([all, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   hasLiveWorkers(): boolean {
     return this.workers().some((w) => w.state !== "exited");
   }

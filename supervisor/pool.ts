@@ -5,6 +5,9 @@ import { Generation } from "./generation.js";
 import type { ListenerProvider, PreparedListeners } from "./listener-provider.js";
 import type { WorkerEvents, WorkerOptions, WorkerProcess } from "./worker-process.js";
 
+/** How long a reload waits for the old workers to confirm they stopped accepting. */
+const STOP_ACCEPTING_TIMEOUT_MS = 2000;
+
 export interface PoolOptions {
   workers: number;
   maxDraining: number;
@@ -54,11 +57,18 @@ export class Pool {
       throw err;
     }
     this.startWaiters.delete(gen);
-    this.cutOver(gen);
+    const old = this.cutOver(gen);
+    // Until the old workers confirm, they still hold the listeners this plan dropped: a
+    // reload right after that re-adds one would fail with EADDRINUSE, and a client of a
+    // removed port could be queued, then reset. So a reload ends only once they let go.
+    if (old && !(await old.stoppedAccepting(STOP_ACCEPTING_TIMEOUT_MS))) {
+      this.opts.log.warn({ event: "drain_unconfirmed", generation: old.number, timeout_ms: STOP_ACCEPTING_TIMEOUT_MS });
+    }
     return gen;
   }
 
-  private cutOver(gen: Generation): void {
+  /** Returns the generation it put to draining, if any. */
+  private cutOver(gen: Generation): Generation | undefined {
     gen.prepared.commit();
     const old = this.current;
     this.starting = undefined;
@@ -72,6 +82,7 @@ export class Pool {
       for (const w of oldest.workers()) w.kill("SIGKILL");
       this.forget(oldest);
     }
+    return old;
   }
 
   private drain(gen: Generation): void {

@@ -11,6 +11,8 @@ export class SystemdNotifier {
   private socket: DgramSocket | undefined;
   private readonly path: string | undefined;
   private broken = false;
+  /** After STOPPING=1, a reload that starts or ends (rolled back by the stop) must not say RELOADING=1 or READY=1. */
+  private stopped = false;
 
   constructor(private readonly log: Logger, notifySocket = process.env.NOTIFY_SOCKET) {
     // An abstract address ("@name") is the same name with a leading NUL byte.
@@ -44,15 +46,18 @@ export class SystemdNotifier {
   }
 
   ready(sup: Supervisor): void {
+    if (this.stopped) return;
     this.send(`READY=1\nSTATUS=${statusLine(sup)}`);
   }
 
   reloading(): void {
+    if (this.stopped) return;
     const usec = process.hrtime.bigint() / 1000n; // CLOCK_MONOTONIC, as systemd expects
     this.send(`RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=reloading`);
   }
 
   stopping(): void {
+    this.stopped = true;
     this.send("STOPPING=1\nSTATUS=draining connections and stopping");
   }
 

@@ -57,6 +57,9 @@ export class WorkerProcess {
   private acknowledged = false;
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
+  private markStoppedAccepting!: () => void;
+  /** Resolves once the worker has closed its copies of the listeners (acknowledged "drain") or exited. */
+  readonly stoppedAccepting = new Promise<void>((resolve) => (this.markStoppedAccepting = resolve));
 
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
@@ -108,6 +111,7 @@ export class WorkerProcess {
       void this.gateOnHealth();
     },
     "start-failed": (msg) => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`)),
+    draining: () => this.markStoppedAccepting(),
     drained: (msg) => this.events.onDrained(this, msg),
     metrics: (msg) => this.events.onMetrics(this, msg.seq, msg.metrics),
   };
@@ -196,6 +200,7 @@ export class WorkerProcess {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     const wasStarting = this.state === "starting";
     this.state = "exited";
+    this.markStoppedAccepting();
     clearTimeout(this.startTimer);
     clearTimeout(this.killTimer);
     this.closeHandoff();

@@ -77,6 +77,7 @@ async function drain(timeoutMs: number): Promise<void> {
   acceptor?.stopAccepting();
   const open = acceptor?.connections ?? 0;
   log.info({ event: "worker_draining", connections: open, timeout_ms: timeoutMs });
+  void send({ type: "draining", connections: open });
   const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), timeoutMs).unref());
   const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
   if (outcome === "timeout") acceptor?.closeAll();
@@ -115,4 +116,7 @@ process.on("message", (raw: unknown) => {
 process.on("disconnect", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));
 // SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
 process.on("SIGINT", () => undefined);
+// USR1 is for the supervisor (reopen the access log); a `systemctl kill -s USR1` reaches the
+// whole cgroup, and without a listener Node would open its inspector on 127.0.0.1:9229.
+process.on("SIGUSR1", () => undefined);
 process.on("SIGTERM", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));

@@ -41,7 +41,7 @@ export function runInNetns(t: ExecutionContext, name: string, opts: { dropCaps?:
 }
 
 /** The scenario's result; fails the test (showing its output) if it did not exit 0. */
-export async function scenarioResult<T>(t: ExecutionContext, name: string, opts: { dropCaps?: boolean } = {}): Promise<T> {
+export async function scenarioResult<T>(t: ExecutionContext, name: string, opts: { dropCaps?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<T> {
   const run = await runInNetns(t, name, opts);
   const last = run.stdout.trim().split("\n").pop() ?? "";
   if (run.code !== 0) {
