@@ -1,0 +1,96 @@
+// One party, one round, steady state: bulk throughput, keep-alive and
+// connection-per-request HTTP, memory, and how evenly workers accept.
+import { metric, type Metric, type Recorder } from "../record.js";
+import type { BenchOptions } from "../options.js";
+import type { Party, WorkerShare } from "../parties/party.js";
+import { iperf } from "../tools/iperf.js";
+import { errorTotal, wrk, type WrkResult } from "../tools/wrk.js";
+import { holdIdleConnections } from "./idle-conns.js";
+import { MiB, partyRss, peakRssDuring } from "./rss.js";
+
+const T = "Throughput (iperf3, Gbit/s)";
+const K = "HTTP over 64 keep-alive connections (wrk → nginx)";
+const C = "New connection per request (wrk -H 'Connection: close', 64 connections)";
+const M = "Memory: RSS of all proxy processes";
+export const SHARE = "Accept share per worker (connection-per-request run)";
+
+export const steadyMetrics = {
+  iperf1: metric(T, "1 stream", "Gbit/s", 2),
+  iperf4: metric(T, "4 streams", "Gbit/s", 2),
+  kaRps: metric(K, "requests/s", "req/s"),
+  kaP50: metric(K, "p50 latency", "ms", 3),
+  kaP99: metric(K, "p99 latency", "ms", 3),
+  kaErr: metric(K, "errors (all kinds)", "count", 0, false),
+  ccRps: metric(C, "connections/s", "conn/s"),
+  ccP50: metric(C, "p50 latency", "ms", 3),
+  ccP99: metric(C, "p99 latency", "ms", 3),
+  ccErr: metric(C, "errors (all kinds)", "count", 0, false),
+  rssIdle: metric(M, "idle", "MiB", 1),
+  rssLoad: metric(M, "peak under keep-alive load", "MiB", 1),
+  rssHeld: (n: number) => metric(M, `with ${n.toLocaleString("en-US")} idle connections`, "MiB", 1),
+  rssPerConn: metric(M, "per idle connection", "KiB", 1),
+  share: metric(SHARE, "busiest/idlest worker (accepted)", "x", 2, false),
+};
+const m = steadyMetrics;
+
+async function attempt<V>(rec: Recorder, party: Party, what: Metric[], work: () => Promise<V>): Promise<V | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    const msg = (err as Error).message.split("\n")[0]!.slice(0, 200);
+    for (const w of what) rec.note(w, party.name, `failed: ${msg}`);
+    console.log(`  ${party.name}: ${what[0]!.label}: ${msg}`);
+    return undefined;
+  }
+}
+
+function recordWrk(rec: Recorder, party: Party, r: WrkResult, rps: Metric, p50: Metric, p99: Metric, err: Metric): void {
+  rec.add(rps, party.name, r.rps);
+  rec.add(p50, party.name, r.p50Ms);
+  rec.add(p99, party.name, r.p99Ms);
+  rec.add(err, party.name, errorTotal(r));
+}
+
+function shareDelta(before: WorkerShare[], after: WorkerShare[]): number[] {
+  return after.map((w) => w.accepted - (before.find((b) => b.pid === w.pid)?.accepted ?? 0));
+}
+
+export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, round: number): Promise<void> {
+  const name = party.name;
+  // Let freshly started workers settle (JIT, first GC) before the idle figure.
+  await new Promise((r) => setTimeout(r, 1000));
+  if (party.proxied) rec.add(m.rssIdle, name, partyRss(party) / MiB);
+
+  for (const [streams, mt] of [[1, m.iperf1], [4, m.iperf4]] as const) {
+    const gbps = await attempt(rec, party, [mt], () => iperf(party.port("bulk"), streams, o.iperfSeconds));
+    if (gbps !== undefined) rec.add(mt, name, gbps);
+  }
+
+  const ka = await attempt(rec, party, [m.kaRps, m.kaP50, m.kaP99, m.kaErr], () => peakRssDuring(party, wrk({ port: party.port("web"), connections: 64, seconds: o.wrkSeconds, close: false })));
+  if (ka) {
+    recordWrk(rec, party, ka.result, m.kaRps, m.kaP50, m.kaP99, m.kaErr);
+    if (party.proxied) rec.add(m.rssLoad, name, ka.peak / MiB);
+  }
+
+  const before = party.workerShares ? await party.workerShares().catch(() => []) : [];
+  const cc = await attempt(rec, party, [m.ccRps, m.ccP50, m.ccP99, m.ccErr], () => wrk({ port: party.port("web"), connections: 64, seconds: o.wrkSeconds, close: true }));
+  if (cc) recordWrk(rec, party, cc, m.ccRps, m.ccP50, m.ccP99, m.ccErr);
+  if (cc && party.workerShares) {
+    const deltas = shareDelta(before, await party.workerShares());
+    const lo = Math.min(...deltas);
+    const hi = Math.max(...deltas);
+    rec.add(m.share, name, lo > 0 ? hi / lo : Infinity);
+    if (lo === 0) rec.note(m.share, name, "a worker accepted nothing");
+    rec.text(SHARE, `round ${round + 1}, ${name}: accepted per worker ${deltas.join(" / ")} (${((100 * hi) / Math.max(1, deltas.reduce((a, b) => a + b, 0))).toFixed(0)}% to the busiest)`);
+  }
+
+  if (!party.proxied || o.idleConnections <= 0) return;
+  const held = m.rssHeld(o.idleConnections);
+  const idle = await attempt(rec, party, [held, m.rssPerConn], () => holdIdleConnections(party, o.idleConnections));
+  if (!idle) return;
+  if (idle.failed > 0) rec.text(M, `round ${round + 1}, ${name}: ${idle.failed} of ${o.idleConnections} idle connections failed`);
+  if (idle.ready > 0) {
+    rec.add(held, name, idle.rssHeld / MiB);
+    rec.add(m.rssPerConn, name, (idle.rssHeld - idle.rssBefore) / idle.ready / 1024);
+  }
+}
