@@ -38,6 +38,8 @@ export type ToWorker =
       /** Drop to this uid/gid once the health socket is bound; absent: keep. */
       credentials?: { uid: number; gid: number };
     }
+  /** Cut-over: start accepting on the handed-over sockets (a started worker only answers /healthz). */
+  | { type: "serve" }
   | { type: "drain"; timeoutMs: number }
   | { type: "metrics-request"; seq: number };
 
@@ -46,6 +48,8 @@ export type FromWorker =
   /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
   | { type: "started"; pid: number; inodes: number[] }
   | { type: "start-failed"; code: string; message: string }
+  /** Acknowledges "serve": this worker accepts on every listener. */
+  | { type: "serving" }
   /** Acknowledges "drain": this worker has closed its copies of the listening sockets. */
   | { type: "draining"; connections: number }
   /** Last words before exit: connections cut at the deadline, final metrics. */
@@ -57,8 +61,8 @@ export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract
 /** A handler for every message type: the compiler refuses a missing one. */
 export type Handlers<U extends { type: string }> = { [T in U["type"]]: (msg: MessageOf<U, T>) => void };
 
-const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "drain", "metrics-request"]);
-const fromWorkerTypes: ReadonlySet<string> = new Set<FromWorker["type"]>(["started", "start-failed", "draining", "drained", "metrics"]);
+const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "serve", "drain", "metrics-request"]);
+const fromWorkerTypes: ReadonlySet<string> = new Set<FromWorker["type"]>(["started", "start-failed", "serving", "draining", "drained", "metrics"]);
 
 function hasType(value: unknown, known: ReadonlySet<string>): boolean {
   return typeof value === "object" && value !== null && known.has((value as { type?: unknown }).type as string);

@@ -49,22 +49,27 @@ export class Generation {
     for (const s of this.slots) clearTimeout(s.restartTimer);
   }
 
-  /**
-   * Resolves true once every worker has stopped accepting (closed its copies of
-   * the listeners) or exited; false if one has not within `timeoutMs`.
-   */
-  async stoppedAccepting(timeoutMs: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    const all = Promise.all(this.workers().map((w) => w.stoppedAccepting)).then(() => true as const);
-    try {
-      return await Promise.race([all, timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
+  /** True once every worker accepts (or has exited); false if one has not within `timeoutMs`. */
+  startedAccepting(timeoutMs: number): Promise<boolean> {
+    return allWithin(this.workers().map((w) => w.startedAccepting), timeoutMs);
+  }
+
+  /** True once every worker has stopped accepting (or exited); false if one has not within `timeoutMs`. */
+  stoppedAccepting(timeoutMs: number): Promise<boolean> {
+    return allWithin(this.workers().map((w) => w.stoppedAccepting), timeoutMs);
   }
 
   hasLiveWorkers(): boolean {
     return this.workers().some((w) => w.state !== "exited");
+  }
+}
+
+async function allWithin(promises: Promise<void>[], timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+  try {
+    return await Promise.race([Promise.all(promises).then(() => true as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -5,8 +5,8 @@ import { Generation } from "./generation.js";
 import type { ListenerProvider, PreparedListeners } from "./listener-provider.js";
 import type { WorkerEvents, WorkerOptions, WorkerProcess } from "./worker-process.js";
 
-/** How long a reload waits for the old workers to confirm they stopped accepting. */
-const STOP_ACCEPTING_TIMEOUT_MS = 2000;
+/** How long a reload waits for new workers to confirm they accept, and old ones that they stopped. */
+const ACCEPT_SWITCH_TIMEOUT_MS = 2000;
 
 export interface PoolOptions {
   workers: number;
@@ -51,19 +51,19 @@ export class Pool {
       this.starting = undefined;
       prepared.rollback();
       this.opts.log.info({ event: "generation_abandoned", generation: gen.number });
-      // Workers that started may already carry clients: they drain like an old generation.
+      // None of its workers has accepted a connection (they only do at cut-over).
       for (const w of gen.workers()) w.abandon();
       this.drain(gen);
       throw err;
     }
     this.startWaiters.delete(gen);
     const old = this.cutOver(gen);
-    // Until the old workers confirm, they still hold the listeners this plan dropped: a
-    // reload right after that re-adds one would fail with EADDRINUSE, and a client of a
-    // removed port could be queued, then reset. So a reload ends only once they let go.
-    if (old && !(await old.stoppedAccepting(STOP_ACCEPTING_TIMEOUT_MS))) {
-      this.opts.log.warn({ event: "drain_unconfirmed", generation: old.number, timeout_ms: STOP_ACCEPTING_TIMEOUT_MS });
-    }
+    // The reload ends once the new workers accept and the old ones have let go of
+    // the listeners: until then a reload that re-adds a dropped port would fail with
+    // EADDRINUSE, and a client of a removed port could be queued, then reset.
+    const [accepting, released] = await Promise.all([gen.startedAccepting(ACCEPT_SWITCH_TIMEOUT_MS), old?.stoppedAccepting(ACCEPT_SWITCH_TIMEOUT_MS) ?? true]);
+    if (!accepting) this.opts.log.warn({ event: "serve_unconfirmed", generation: gen.number, timeout_ms: ACCEPT_SWITCH_TIMEOUT_MS });
+    if (!released) this.opts.log.warn({ event: "drain_unconfirmed", generation: old!.number, timeout_ms: ACCEPT_SWITCH_TIMEOUT_MS });
     return gen;
   }
 
@@ -75,7 +75,10 @@ export class Pool {
     this.current = gen;
     gen.state = "serving";
     this.opts.log.info({ event: "generation_serving", generation: gen.number, startup_ms: Date.now() - gen.startedAt });
+    // Old ones stop and new ones start accepting in the same tick: connections
+    // arriving in between wait in the listening sockets' queues, which stay open.
     if (old) this.drain(old);
+    for (const w of gen.workers()) w.serve();
     while (this.draining.length > this.opts.maxDraining) {
       const oldest = this.draining[0]!;
       this.opts.log.warn({ event: "generation_force_closed", generation: oldest.number, reason: "too many draining generations", limit: this.opts.maxDraining });
@@ -116,6 +119,8 @@ export class Pool {
   private onReady(gen: Generation, w: WorkerProcess): void {
     this.opts.log.info({ event: "worker_ready", generation: gen.number, worker: w.index, pid: w.pid, startup_ms: Date.now() - w.startedAt });
     if (gen.state === "starting" && gen.allServing()) this.startWaiters.get(gen)?.resolve();
+    // A replacement in the generation that already serves: straight to work.
+    if (gen.state === "serving" && !this.stopping) w.serve();
     if (gen.state === "draining" || gen.state === "stopped") w.drain();
   }
 

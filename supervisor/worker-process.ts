@@ -53,10 +53,11 @@ export class WorkerProcess {
   readonly startedAt = Date.now();
   private readonly child: ChildProcess;
   private handoffSock: number | undefined;
-  /** It said "started": it holds the sockets and accepts on them. */
-  private acknowledged = false;
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
+  private markStartedAccepting!: () => void;
+  /** Resolves once the worker accepts on its listeners (acknowledged "serve") or has exited. */
+  readonly startedAccepting = new Promise<void>((resolve) => (this.markStartedAccepting = resolve));
   private markStoppedAccepting!: () => void;
   /** Resolves once the worker has closed its copies of the listeners (acknowledged "drain") or exited. */
   readonly stoppedAccepting = new Promise<void>((resolve) => (this.markStoppedAccepting = resolve));
@@ -70,7 +71,10 @@ export class WorkerProcess {
     try {
       this.child = spawn(process.execPath, [workerMain], {
         stdio: ["ignore", "inherit", "inherit", "ipc", theirs, opts.accessLog ? "pipe" : "ignore"],
-        env: { ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: "5" } : {}) },
+        // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
+        // otherwise accepts until the queue is empty, so the first to wake takes a whole
+        // burst (2x more than its peer on a busy machine); one accept per wake-up spreads them.
+        env: { UV_TCP_SINGLE_ACCEPT: "1", ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: "5" } : {}) },
       });
     } finally {
       closeFd(theirs);
@@ -101,7 +105,6 @@ export class WorkerProcess {
 
   private readonly handlers: Handlers<FromWorker> = {
     started: (msg) => {
-      this.acknowledged = true;
       this.closeHandoff();
       const expected = this.opts.listeners.map((l) => socketInode(l.fd));
       if (msg.inodes.length !== expected.length || msg.inodes.some((ino, i) => ino !== expected[i])) {
@@ -111,6 +114,7 @@ export class WorkerProcess {
       void this.gateOnHealth();
     },
     "start-failed": (msg) => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`)),
+    serving: () => this.markStartedAccepting(),
     draining: () => this.markStoppedAccepting(),
     drained: (msg) => this.events.onDrained(this, msg),
     metrics: (msg) => this.events.onMetrics(this, msg.seq, msg.metrics),
@@ -153,18 +157,17 @@ export class WorkerProcess {
     this.events.onStartFailed(this, err);
   }
 
-  /**
-   * Stops a worker that will not serve in its generation. Once it has said
-   * "started" it is accepting, and in ports mode on the very sockets the
-   * serving generation uses, so it may already carry clients: killing it would
-   * cut them, so it drains. Before that it holds no connection and is killed.
-   */
+  /** Stops a worker that will not serve: it never accepted, so it holds no client. */
   abandon(): void {
     if (this.state === "exited" || this.state === "draining") return;
-    if (this.acknowledged) return this.drain();
     clearTimeout(this.startTimer);
     this.state = "draining";
     this.kill("SIGKILL");
+  }
+
+  /** Cut-over: the worker starts accepting. Only for a worker that is ready ("serving" state). */
+  serve(): void {
+    if (this.state === "serving") this.send({ type: "serve" });
   }
 
   drain(): void {
@@ -200,6 +203,7 @@ export class WorkerProcess {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     const wasStarting = this.state === "starting";
     this.state = "exited";
+    this.markStartedAccepting();
     this.markStoppedAccepting();
     clearTimeout(this.startTimer);
     clearTimeout(this.killTimer);

@@ -32,6 +32,10 @@ export class Acceptor {
     for (const app of plan.apps) this.runtimes.set(app.name, { app, balancer: balancerFor(app) });
   }
 
+  get listenerCount(): number {
+    return this.listeners.length;
+  }
+
   get connections(): number {
     return this.open.size;
   }

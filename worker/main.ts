@@ -14,7 +14,9 @@ let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;
 let metrics: WorkerMetrics | undefined;
 let healthServer: http.Server | undefined;
-let serving = false;
+/** Started: fds in hand, privileges dropped; /healthz answers 200. */
+let ready = false;
+let accepting = false;
 let draining = false;
 const accessLog = AccessLog.fromEnv();
 
@@ -54,7 +56,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   );
   healthServer = await startHealthServer(msg.healthSocket, {
     get serving() {
-      return serving && fault !== "unhealthy";
+      return ready && !draining && fault !== "unhealthy";
     },
     body: () => ({ generation: msg.id.generation, worker: msg.id.worker, pid: process.pid, connections: acceptor?.connections ?? 0 }),
   });
@@ -64,16 +66,26 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     process.setgid?.(msg.credentials.gid);
     process.setuid?.(msg.credentials.uid);
   }
-  await acceptor.start();
-  serving = true;
+  // Healthy, but not accepting until the supervisor cuts over to this generation:
+  // a generation that is rolled back never carries a connection.
+  ready = true;
   void send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
-  log.info({ event: "worker_serving", listeners: listeners.length, uid: process.getuid?.() });
+  log.info({ event: "worker_started", listeners: listeners.length, uid: process.getuid?.() });
+}
+
+async function serve(): Promise<void> {
+  if (!acceptor || draining || accepting) return;
+  accepting = true;
+  await acceptor.start();
+  // A drain that came in while listen() ran has closed nothing: close now.
+  if (draining) acceptor.stopAccepting();
+  void send({ type: "serving" });
+  log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
 async function drain(timeoutMs: number): Promise<void> {
   if (draining) return;
   draining = true;
-  serving = false;
   acceptor?.stopAccepting();
   const open = acceptor?.connections ?? 0;
   log.info({ event: "worker_draining", connections: open, timeout_ms: timeoutMs });
@@ -95,6 +107,13 @@ const handlers: Handlers<ToWorker> = {
     start(msg).catch((err: NodeJS.ErrnoException) => {
       log.error({ event: "worker_start_failed", err });
       void send({ type: "start-failed", code: err.code ?? "WORKER_START_FAILED", message: err.message }).then(() => process.exit(1));
+    });
+  },
+  serve: () => {
+    serve().catch((err: NodeJS.ErrnoException) => {
+      // Cannot accept on a socket it holds: let the supervisor replace this worker.
+      log.error({ event: "worker_serve_failed", err });
+      process.exit(1);
     });
   },
   drain: (msg) => void drain(msg.timeoutMs),
