@@ -106,6 +106,8 @@ export class WorkerProcess {
   private readonly handlers: Handlers<FromWorker> = {
     started: (msg) => {
       this.closeHandoff();
+      // Abandoned meanwhile (rollback, shutdown): its listeners may be closed already.
+      if (this.state !== "starting") return;
       const expected = this.opts.listeners.map((l) => socketInode(l.fd));
       if (msg.inodes.length !== expected.length || msg.inodes.some((ino, i) => ino !== expected[i])) {
         this.failStart(new SwitchyardError("HANDOFF_FAILED", `worker acknowledged sockets ${msg.inodes.join(",")}, expected ${expected.join(",")}`));

@@ -159,6 +159,6 @@ test("SIGTERM during a reload: STOPPING=1 is the last word, no READY=1 after it"
   const exit = sup.stop("SIGTERM");
   const ended = await sup.waitFor((l) => l.event === "reload_failed", 10_000, mark);
   t.regex(String(ended.reason), /shutting down/);
-  t.deepEqual(await exit, { code: 0, signal: null });
+  t.deepEqual(await exit, { code: 0, signal: null }, sup.stderr());
   t.deepEqual(notes.received.map((n) => [...n.fields.keys()][0]), ["READY", "RELOADING", "STOPPING"]);
 });
