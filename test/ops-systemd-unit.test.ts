@@ -4,23 +4,14 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
-import { once } from "node:events";
-import { repoRoot, tempDir } from "./helpers/supervisor.js";
+import { spawnSync } from "node:child_process";
+import { repoRoot, runCommand, tempDir } from "./helpers/supervisor.js";
 import { scenarioResult } from "./helpers/netns.js";
 
 const unitSource = path.join(repoRoot, "systemd/switchyard.service");
 const installScript = path.join(repoRoot, "systemd/install.sh");
 
-async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-  child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, stdout, stderr };
-}
+const run = runCommand;
 
 /** The [Service] settings of a unit file, key → values in order. */
 function settings(unit: string): Map<string, string[]> {

@@ -5,23 +5,15 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { cli, runCli, startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
+import { cli, runCli, runCommand, startSupervisor, type CommandResult, type RunningSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
 
 const NOBODY = 65534;
 const CONTROL_SOCKET = "control.sock";
 
 /** `switchyard ctl` run as uid/gid 65534 with no supplementary groups. */
-async function ctlAsNobody(sup: RunningSupervisor, command: "status" | "reload"): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", process.execPath, cli, "ctl", "--runtime-dir", sup.runtimeDir, command], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-  child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, stdout, stderr };
+function ctlAsNobody(sup: RunningSupervisor, command: "status" | "reload"): Promise<CommandResult> {
+  return runCommand("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", process.execPath, cli, "ctl", "--runtime-dir", sup.runtimeDir, command]);
 }
 
 test("the control socket admits root and refuses another uid, by mode and by SO_PEERCRED", async (t) => {

@@ -142,13 +142,24 @@ export async function startSupervisor(opts: SupervisorOptions): Promise<RunningS
   return handle;
 }
 
-/** Runs the CLI to completion. */
-export async function runCli(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, collecting its output. */
+export async function runCommand(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
   child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
   const [code] = (await once(child, "exit")) as [number | null];
   return { code, stdout, stderr };
+}
+
+/** Runs the CLI to completion. */
+export function runCli(args: string[], env?: NodeJS.ProcessEnv): Promise<CommandResult> {
+  return runCommand(process.execPath, [cli, ...args], env);
 }
