@@ -6,7 +6,7 @@ ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x8
 BPF_OBJ := native/build/steering.bpf.o
 ADDON := native/build/Release/switchyard.node
 CONFIG ?= config/examples/default.json
-RUN_ARGS ?= --runtime-dir /tmp/switchyard-run
+RUN_ARGS ?=
 APT_PACKAGES := clang llvm libbpf-dev bpftool build-essential python3 iproute2 netcat-openbsd libcap2-bin util-linux
 BENCH_PACKAGES := haproxy nginx wrk iperf3
 
