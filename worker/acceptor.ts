@@ -21,6 +21,8 @@ export class Acceptor {
   private readonly runtimes = new Map<string, AppRuntime>();
   private readonly health = new TargetHealth();
   private idleWaiters: (() => void)[] = [];
+  /** One hooks object for every connection, rather than one per connection. */
+  private readonly connHooks: ProxyHooks;
 
   constructor(
     plan: Plan,
@@ -30,6 +32,16 @@ export class Acceptor {
   ) {
     this.router = new Router(plan, listeners.map((l) => l.spec));
     for (const app of plan.apps) this.runtimes.set(app.name, { app, balancer: balancerFor(app) });
+    this.connHooks = {
+      wantsAddresses: hooks.wantsAddresses,
+      onUpstreamFailure: (app, f) => hooks.onUpstreamFailure(app, f),
+      onConnected: (app, target) => hooks.onConnected(app, target),
+      onFinished: (record, conn) => {
+        this.open.delete(conn);
+        hooks.onFinished(record, conn);
+        if (this.open.size === 0) this.notifyIdle();
+      },
+    };
   }
 
   get listenerCount(): number {
@@ -59,19 +71,12 @@ export class Acceptor {
   }
 
   private accept(l: ReceivedListener, socket: net.Socket): void {
-    const app = this.router.route(l.spec.key, socket.localAddress, socket.localPort);
+    const app = this.router.route(l.spec.key, socket);
     const runtime = app && this.runtimes.get(app.name);
     this.hooks.onAccepted(app?.name);
-    const conn = new ProxiedConnection(socket, runtime, this.health, {
-      ...this.hooks,
-      onFinished: (record) => {
-        this.open.delete(conn);
-        this.hooks.onFinished(record);
-        if (this.open.size === 0) this.notifyIdle();
-      },
-    });
+    const conn = new ProxiedConnection(socket, runtime, this.health, this.connHooks);
     this.open.add(conn);
-    void conn.start();
+    conn.start();
   }
 
   /** Stops accepting; open connections go on. */

@@ -16,6 +16,10 @@ export class AccessLog {
     return new AccessLog(Number.isInteger(fd) && fd > 2 ? fs.createWriteStream("", { fd, autoClose: true }) : undefined);
   }
 
+  get enabled(): boolean {
+    return this.stream !== undefined;
+  }
+
   write(r: ConnectionRecord): void {
     if (!this.stream) return;
     this.stream.write(

@@ -39,6 +39,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     msg.plan,
     listeners,
     {
+      wantsAddresses: accessLog.enabled,
       onAccepted: (app) => {
         if (app !== undefined) m.connectionAccepted(app);
       },

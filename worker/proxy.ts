@@ -28,9 +28,15 @@ export interface ConnectionRecord {
 }
 
 export interface ProxyHooks {
+  /**
+   * Whether records carry the client's address and the local port. Reading
+   * them costs a getpeername and a getsockname per connection, worth paying
+   * only when something (the access log) uses them.
+   */
+  readonly wantsAddresses: boolean;
   onUpstreamFailure(app: AppPlan, f: ConnectFailure): void;
   onConnected(app: AppPlan, target: Target): void;
-  onFinished(record: ConnectionRecord): void;
+  onFinished(record: ConnectionRecord, conn: ProxiedConnection): void;
 }
 
 export interface AppRuntime {
@@ -58,21 +64,24 @@ export class ProxiedConnection {
     private readonly health: TargetHealth,
     private readonly hooks: ProxyHooks,
   ) {
-    this.clientAddress = client.remoteAddress;
-    this.clientPort = client.remotePort;
-    this.localPort = client.localPort;
+    if (hooks.wantsAddresses) {
+      // Read now: once the client is gone, getpeername fails.
+      this.clientAddress = client.remoteAddress;
+      this.clientPort = client.remotePort;
+      this.localPort = client.localPort;
+    }
     client.setNoDelay(true);
     client.on("error", () => this.fail("client_error"));
     client.on("close", () => this.maybeFinish());
   }
 
-  async start(): Promise<void> {
+  start(): void {
     const runtime = this.runtime;
     if (!runtime) return this.fail("no_app");
     const { app, balancer } = runtime;
     // Until the target answers, the client's bytes wait in its socket buffer.
     this.client.pause();
-    const connected = await connectFirst(
+    connectFirst(
       balancer.order(this.health.isUp),
       app.connectTimeoutMs,
       (f) => {
@@ -80,9 +89,14 @@ export class ProxiedConnection {
         this.hooks.onUpstreamFailure(app, f);
       },
       () => this.finished || this.client.destroyed,
+      (connected) => {
+        if (!connected) return this.fail(this.finished || this.client.destroyed ? this.endReason : "no_target");
+        this.attach(app, connected.socket, connected.target);
+      },
     );
-    if (!connected) return this.fail(this.finished || this.client.destroyed ? this.endReason : "no_target");
-    const { socket, target } = connected;
+  }
+
+  private attach(app: AppPlan, socket: net.Socket, target: Target): void {
     this.health.succeeded(target);
     this.upstream = socket;
     this.targetLabel = target.label;
@@ -122,17 +136,20 @@ export class ProxiedConnection {
       return;
     }
     this.finished = true;
-    this.hooks.onFinished({
-      app: this.runtime?.app.name,
-      clientAddress: this.clientAddress,
-      clientPort: this.clientPort,
-      localPort: this.localPort,
-      target: this.targetLabel,
-      bytesIn: this.upstream?.bytesWritten ?? 0,
-      bytesOut: this.client.bytesWritten,
-      startedAt: this.startedAt,
-      durationMs: Date.now() - this.startedAt,
-      end: this.endReason,
-    });
+    this.hooks.onFinished(
+      {
+        app: this.runtime?.app.name,
+        clientAddress: this.clientAddress,
+        clientPort: this.clientPort,
+        localPort: this.localPort,
+        target: this.targetLabel,
+        bytesIn: this.upstream?.bytesWritten ?? 0,
+        bytesOut: this.client.bytesWritten,
+        startedAt: this.startedAt,
+        durationMs: Date.now() - this.startedAt,
+        end: this.endReason,
+      },
+      this,
+    );
   }
 }

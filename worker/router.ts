@@ -26,10 +26,12 @@ export class Router {
     }
   }
 
-  route(listenerKey: string, localAddress: string | undefined, localPort: number | undefined): AppPlan | undefined {
+  /** `local` is read only when the listener is shared: its address costs a getsockname. */
+  route(listenerKey: string, local: { readonly localAddress?: string | undefined; readonly localPort?: number | undefined }): AppPlan | undefined {
     const candidates = this.byListener.get(listenerKey);
     if (!candidates || candidates.length === 0) return undefined;
     if (candidates.length === 1) return candidates[0]!.app;
+    const { localAddress, localPort } = local;
     if (localAddress === undefined || localPort === undefined) return undefined;
     return candidates.find((c) => c.app.ports.includes(localPort) && c.prefixes.some((p) => prefixContains(p, localAddress)))?.app;
   }
