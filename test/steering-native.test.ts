@@ -2,9 +2,6 @@
 // The BPF parts run in scenario processes inside a fresh network namespace
 // (`unshare -n`), never in this one; each prints one JSON object asserted here.
 import test, { type ExecutionContext } from "ava";
-import { spawn } from "node:child_process";
-import { statSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 
 import { addon } from "../native/index.js";
 import {
@@ -14,45 +11,7 @@ import {
   encodePortEntries,
   parsePrefix,
 } from "../native/steering.js";
-
-const hostNetnsIno = statSync("/proc/self/ns/net").ino;
-const scenario = (name: string): string => fileURLToPath(new URL(`./scenarios/${name}.js`, import.meta.url));
-const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-const DROPPED_CAPS = "cap_bpf,cap_sys_admin,cap_net_admin,cap_perfmon";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a scenario in a new network namespace with lo up; killed if the test ends first. */
-function runInNetns(t: ExecutionContext, script: string, dropCaps = false): Promise<Run> {
-  const node = `exec ${quote(process.execPath)} ${quote(script)}`;
-  const inner = dropCaps ? `exec capsh --drop=${DROPPED_CAPS} -- -c ${quote(node)}` : node;
-  const child = spawn("unshare", ["-n", "sh", "-c", `ip link set lo up && ${inner}`], {
-    env: { ...process.env, SWITCHYARD_HOST_NETNS_INO: String(hostNetnsIno) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** The scenario's JSON, or a failed assertion showing what it printed. */
-async function scenarioResult<T>(t: ExecutionContext, name: string, dropCaps = false): Promise<T> {
-  const run = await runInNetns(t, scenario(name), dropCaps);
-  t.is(run.code, 0, `scenario ${name} exited ${run.code}\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
-  return JSON.parse(run.stdout) as T;
-}
+import { hostNetnsIno, scenarioResult } from "./helpers/netns.js";
 
 // ---- key layout (no BPF needed) -------------------------------------------------
 
@@ -242,7 +201,7 @@ test("without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN, bpfAvailable() says no and wh
     availability: { ok: boolean; reason?: string };
     load: ErrorInfo;
     fds: { before: number; after: number };
-  }>(t, "steering-noperm", true);
+  }>(t, "steering-noperm", { dropCaps: true });
   const eff = BigInt(`0x${r.capEff}`);
   for (const bit of [12n, 21n, 38n, 39n]) t.is((eff >> bit) & 1n, 0n, `capability ${bit} still effective`);
   t.false(r.availability.ok);
