@@ -4,7 +4,8 @@
  *
  * steeringLoad(objPath) returns a plain object that owns one bpf_object; its
  * methods (attach, detach, setSocket, deleteSocket, setPorts, deletePorts,
- * readCounters, linkInfo, close) find their state through napi_wrap. Nothing is
+ * readCounters, linkInfo, close) find their state through napi_wrap; the map
+ * edits are in bpf_maps.c, libbpf's messages and errors in bpf_errors.c. Nothing is
  * pinned: the program, maps and link go away on close(), when the object is
  * collected, or when the process exits. No state is global; the only static
  * is a thread-local pointer to the log buffer of the call in progress.
@@ -15,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,131 +24,15 @@
 #include <bpf/libbpf.h>
 
 #include "bpf.h"
+#include "bpf_errors.h"
+#include "bpf_steering.h"
 #include "napi_util.h"
 #include "steering.h"
 
 #define DEFAULT_NETNS "/proc/self/ns/net"
 #define PROG_NAME "steer"
-/* Counter slots fetched per BPF_MAP_LOOKUP_BATCH call. */
-#define COUNTER_CHUNK 256
-
-/* ---- libbpf messages ------------------------------------------------------ */
-
-/* The tail of what libbpf printed during one call (load, attach). */
-#define LOG_CAP 3072
-struct log_capture {
-  size_t len;
-  char text[LOG_CAP];
-};
-
-/* Set only for the duration of a call that may print; NULL: discard. */
-static _Thread_local struct log_capture *log_current;
-
-/*
- * libbpf's print callback. Installed once, it replaces the default stderr
- * printer: warnings (the verifier log on a failed load) go into the capture
- * of the call in progress and end up in the thrown error; debug is dropped.
- */
-static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap) {
-  struct log_capture *cap = log_current;
-  char *line = NULL;
-  if (cap == NULL || level == LIBBPF_DEBUG) return 0;
-  int n = vasprintf(&line, fmt, ap);
-  if (n <= 0) return 0;
-  size_t add = (size_t)n;
-  const char *src = line;
-  if (add > LOG_CAP - 1) { /* keep the end: that is where the verifier says why */
-    src += add - (LOG_CAP - 1);
-    add = LOG_CAP - 1;
-  }
-  if (cap->len + add > LOG_CAP - 1) {
-    size_t drop = cap->len + add - (LOG_CAP - 1);
-    memmove(cap->text, cap->text + drop, cap->len - drop);
-    cap->len -= drop;
-  }
-  memcpy(cap->text + cap->len, src, add);
-  cap->len += add;
-  cap->text[cap->len] = '\0';
-  free(line);
-  return 0;
-}
-
-/*
- * Like sy_throw_errno, plus the captured libbpf log appended to the message
- * (and as `log`) and, when index >= 0, the failing record as `index`.
- */
-static napi_value throw_bpf(napi_env env, int err, const char *syscall, const char *detail,
-                            const struct log_capture *cap, long index) {
-  char textbuf[64];
-  char head[512];
-  const char *code = sy_errno_name(err);
-  const char *text = sy_errno_text(err, textbuf, sizeof textbuf);
-  if (detail != NULL && detail[0] != '\0')
-    snprintf(head, sizeof head, "%s %s: %s", syscall, detail, text);
-  else
-    snprintf(head, sizeof head, "%s: %s", syscall, text);
-
-  size_t log_len = cap != NULL ? cap->len : 0;
-  while (log_len > 0 && (cap->text[log_len - 1] == '\n' || cap->text[log_len - 1] == ' ')) log_len--;
-  size_t msg_size = strlen(head) + 2 + log_len;
-  char *msg = malloc(msg_size);
-  if (msg == NULL) return sy_throw_errno(env, err, syscall, detail);
-  if (log_len > 0)
-    snprintf(msg, msg_size, "%s\n%.*s", head, (int)log_len, cap->text);
-  else
-    snprintf(msg, msg_size, "%s", head);
-
-  napi_value js_code, js_msg, js_syscall, js_errno, js_log, js_index, error;
-  bool ok = napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) == napi_ok &&
-            napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg) == napi_ok &&
-            napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &js_syscall) == napi_ok &&
-            napi_create_int32(env, -err, &js_errno) == napi_ok &&
-            napi_create_error(env, js_code, js_msg, &error) == napi_ok &&
-            napi_set_named_property(env, error, "syscall", js_syscall) == napi_ok &&
-            napi_set_named_property(env, error, "errno", js_errno) == napi_ok;
-  if (ok && log_len > 0)
-    ok = napi_create_string_utf8(env, cap->text, log_len, &js_log) == napi_ok &&
-         napi_set_named_property(env, error, "log", js_log) == napi_ok;
-  if (ok && index >= 0)
-    ok = napi_create_int64(env, index, &js_index) == napi_ok &&
-         napi_set_named_property(env, error, "index", js_index) == napi_ok;
-  free(msg);
-  if (ok && napi_throw(env, error) == napi_ok) return NULL;
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) return sy_throw_errno(env, err, syscall, detail);
-  return NULL;
-}
-
-/* RangeError for a malformed record of a batch, with `index`. Returns NULL. */
-static napi_value throw_record(napi_env env, const char *what, size_t index, const char *why) {
-  char msg[256];
-  napi_value js_code, js_msg, js_index, error;
-  snprintf(msg, sizeof msg, "%s record %zu: %s", what, index, why);
-  if (napi_create_string_utf8(env, "ERR_OUT_OF_RANGE", NAPI_AUTO_LENGTH, &js_code) == napi_ok &&
-      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &js_msg) == napi_ok &&
-      napi_create_range_error(env, js_code, js_msg, &error) == napi_ok &&
-      napi_create_int64(env, (int64_t)index, &js_index) == napi_ok &&
-      napi_set_named_property(env, error, "index", js_index) == napi_ok &&
-      napi_throw(env, error) == napi_ok)
-    return NULL;
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
-  return NULL;
-}
 
 /* ---- state ---------------------------------------------------------------- */
-
-struct steering {
-  struct bpf_object *obj; /* NULL once closed */
-  struct bpf_program *prog;
-  struct bpf_link *link; /* NULL while detached */
-  int ports_fd;
-  int sockets_fd;
-  int counters_fd;
-  int ncpus;
-};
 
 /* Destroys the link; returns 0 or the positive errno of BPF_LINK_DETACH. */
 static int steering_detach(struct steering *st) {
@@ -182,8 +66,8 @@ static void steering_finalize(napi_env env, void *data, void *hint) {
 }
 
 /* `this` of a method call and its arguments; throws if closed (unless allow_closed). */
-static struct steering *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv,
-                                 bool allow_closed) {
+struct steering *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv,
+                          bool allow_closed) {
   size_t argc = want;
   napi_value self;
   void *data = NULL;
@@ -209,48 +93,14 @@ static bool get_string(napi_env env, napi_value value, const char *name, char *b
   return true;
 }
 
-static bool is_undefined(napi_env env, napi_value value, bool *out) {
+bool is_undefined(napi_env env, napi_value value, bool *out) {
   napi_valuetype type;
   if (!sy_napi_ok(env, napi_typeof(env, value, &type), "napi_typeof")) return false;
   *out = type == napi_undefined;
   return true;
 }
 
-static bool get_buffer(napi_env env, napi_value value, const char *name, size_t record, const uint8_t **data,
-                       size_t *len) {
-  bool is_buf = false;
-  void *ptr = NULL;
-  if (!sy_napi_ok(env, napi_is_buffer(env, value, &is_buf), "napi_is_buffer")) return false;
-  if (!is_buf) return sy_throw_arg(env, false, name, "a Buffer");
-  if (!sy_napi_ok(env, napi_get_buffer_info(env, value, &ptr, len), "napi_get_buffer_info")) return false;
-  if (*len % record != 0) {
-    char expected[64];
-    snprintf(expected, sizeof expected, "a Buffer whose length is a multiple of %zu", record);
-    return sy_throw_arg(env, true, name, expected);
-  }
-  *data = ptr;
-  return true;
-}
-
-/* NULL if the key is well-formed, else why not. */
-static const char *check_key(const struct steer_key *k) {
-  unsigned max_addr_bits;
-  if (k->family == STEER_FAMILY_V4)
-    max_addr_bits = 32;
-  else if (k->family == STEER_FAMILY_V6)
-    max_addr_bits = 128;
-  else
-    return "family must be 4 or 6";
-  if (k->pad != 0) return "pad must be 0";
-  if (k->prefixlen < STEER_KEY_FIXED_BITS || k->prefixlen > STEER_KEY_FIXED_BITS + max_addr_bits)
-    return k->family == STEER_FAMILY_V4 ? "prefixlen must be 32-64 for family 4" : "prefixlen must be 32-160 for family 6";
-  if (k->family == STEER_FAMILY_V4)
-    for (int i = 4; i < 16; i++)
-      if (k->addr[i] != 0) return "addr[4..15] must be 0 for family 4";
-  return NULL;
-}
-
-static napi_value make_uint(napi_env env, uint32_t v) {
+napi_value make_uint(napi_env env, uint32_t v) {
   napi_value out;
   NAPI_CALL(env, napi_create_uint32(env, v, &out));
   return out;
@@ -276,10 +126,10 @@ static napi_value m_attach(napi_env env, napi_callback_info info) {
   if (netns < 0) return sy_throw_errno(env, errno, "open", path);
 
   struct log_capture cap = {0};
-  log_current = &cap;
+  bpf_log_capture(&cap);
   struct bpf_link *link = bpf_program__attach_netns(st->prog, netns);
   int err = errno;
-  log_current = NULL;
+  bpf_log_capture(NULL);
   close(netns);
   if (link == NULL) return throw_bpf(env, err != 0 ? err : EINVAL, "bpf_link_create", path, &cap, -1);
   st->link = link;
@@ -295,173 +145,6 @@ static napi_value m_detach(napi_env env, napi_callback_info info) {
   int err = steering_detach(st);
   if (err != 0) return sy_throw_errno(env, err, "bpf_link_detach", NULL);
   NAPI_CALL(env, napi_get_boolean(env, had, &out));
-  return out;
-}
-
-/* setSocket(slot, fd): sockets[slot] = the listening socket fd (BPF_ANY). */
-static napi_value m_set_socket(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  int64_t slot;
-  int fd;
-  struct steering *st = get_self(env, info, 2, argv, false);
-  if (st == NULL) return NULL;
-  if (!sy_get_int(env, argv[0], "slot", 0, STEER_SOCKETS_MAX - 1, &slot)) return NULL;
-  if (!sy_get_fd(env, argv[1], "fd", &fd)) return NULL;
-  __u32 key = (__u32)slot;
-  __u64 value = (__u64)(unsigned)fd;
-  int rc = bpf_map_update_elem(st->sockets_fd, &key, &value, BPF_ANY);
-  if (rc < 0) {
-    char detail[64];
-    snprintf(detail, sizeof detail, "sockets[%u] = fd %d", key, fd);
-    return sy_throw_errno(env, -rc, "bpf_map_update_elem", detail);
-  }
-  return NULL;
-}
-
-/* deleteSocket(slot): true if removed, false if the slot was already empty. */
-static napi_value m_delete_socket(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out;
-  int64_t slot;
-  struct steering *st = get_self(env, info, 1, argv, false);
-  if (st == NULL) return NULL;
-  if (!sy_get_int(env, argv[0], "slot", 0, STEER_SOCKETS_MAX - 1, &slot)) return NULL;
-  __u32 key = (__u32)slot;
-  int rc = bpf_map_delete_elem(st->sockets_fd, &key);
-  /*
-   * An empty sockmap slot answers EINVAL, not ENOENT (__sock_map_delete);
-   * the slot is in range (checked above), so EINVAL means "already empty".
-   */
-  if (rc == -EINVAL) rc = -ENOENT;
-  if (rc < 0 && rc != -ENOENT) {
-    char detail[32];
-    snprintf(detail, sizeof detail, "sockets[%u]", key);
-    return sy_throw_errno(env, -rc, "bpf_map_delete_elem", detail);
-  }
-  NAPI_CALL(env, napi_get_boolean(env, rc == 0, &out));
-  return out;
-}
-
-/*
- * setPorts(entries: Buffer of struct steer_port_entry): validates every record,
- * then inserts them in order (BPF_ANY). Not atomic: on a kernel error the
- * records before `index` are in the map.
- */
-static napi_value m_set_ports(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  const uint8_t *data;
-  size_t len;
-  struct steering *st = get_self(env, info, 1, argv, false);
-  if (st == NULL) return NULL;
-  if (!get_buffer(env, argv[0], "entries", sizeof(struct steer_port_entry), &data, &len)) return NULL;
-  size_t count = len / sizeof(struct steer_port_entry);
-
-  for (size_t i = 0; i < count; i++) {
-    struct steer_port_entry e;
-    memcpy(&e, data + i * sizeof e, sizeof e); /* Buffers need not be aligned */
-    const char *why = check_key(&e.key);
-    if (why == NULL && e.slot >= STEER_SOCKETS_MAX) why = "slot out of range";
-    if (why != NULL) return throw_record(env, "ports", i, why);
-  }
-  for (size_t i = 0; i < count; i++) {
-    struct steer_port_entry e;
-    memcpy(&e, data + i * sizeof e, sizeof e);
-    int rc = bpf_map_update_elem(st->ports_fd, &e.key, &e.slot, BPF_ANY);
-    if (rc < 0) {
-      char detail[64];
-      snprintf(detail, sizeof detail, "ports record %zu (port %u)", i, e.key.port);
-      return throw_bpf(env, -rc, "bpf_map_update_elem", detail, NULL, (long)i);
-    }
-  }
-  return NULL;
-}
-
-/* deletePorts(keys: Buffer of struct steer_key): returns how many existed. */
-static napi_value m_delete_ports(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  const uint8_t *data;
-  size_t len;
-  uint32_t deleted = 0;
-  struct steering *st = get_self(env, info, 1, argv, false);
-  if (st == NULL) return NULL;
-  if (!get_buffer(env, argv[0], "keys", sizeof(struct steer_key), &data, &len)) return NULL;
-  size_t count = len / sizeof(struct steer_key);
-
-  for (size_t i = 0; i < count; i++) {
-    struct steer_key k;
-    memcpy(&k, data + i * sizeof k, sizeof k);
-    const char *why = check_key(&k);
-    if (why != NULL) return throw_record(env, "ports key", i, why);
-  }
-  for (size_t i = 0; i < count; i++) {
-    struct steer_key k;
-    memcpy(&k, data + i * sizeof k, sizeof k);
-    int rc = bpf_map_delete_elem(st->ports_fd, &k);
-    if (rc == 0) {
-      deleted++;
-    } else if (rc != -ENOENT) { /* already gone is what the caller wanted */
-      char detail[64];
-      snprintf(detail, sizeof detail, "ports key %zu (port %u)", i, k.port);
-      return throw_bpf(env, -rc, "bpf_map_delete_elem", detail, NULL, (long)i);
-    }
-  }
-  return make_uint(env, deleted);
-}
-
-/*
- * readCounters(slots = STEER_SOCKETS_MAX): BigUint64Array of slots * 3,
- * [steered, missing_socket, assign_failed] per slot, summed over CPUs.
- */
-static napi_value m_read_counters(napi_env env, napi_callback_info info) {
-  napi_value argv[1], buffer, out;
-  int64_t slots = STEER_SOCKETS_MAX;
-  bool undef;
-  void *raw = NULL;
-  struct steering *st = get_self(env, info, 1, argv, false);
-  if (st == NULL) return NULL;
-  if (!is_undefined(env, argv[0], &undef)) return NULL;
-  if (!undef && !sy_get_int(env, argv[0], "slots", 0, STEER_SOCKETS_MAX, &slots)) return NULL;
-
-  size_t total = (size_t)slots * STEER_COUNTER_FIELDS;
-  NAPI_CALL(env, napi_create_arraybuffer(env, total * sizeof(__u64), &raw, &buffer));
-  __u64 *sum = raw;
-  memset(sum, 0, total * sizeof(__u64));
-
-  __u32 *keys = malloc(COUNTER_CHUNK * sizeof(__u32));
-  struct steer_counters *values = malloc((size_t)COUNTER_CHUNK * (size_t)st->ncpus * sizeof(struct steer_counters));
-  if (keys == NULL || values == NULL) {
-    free(keys);
-    free(values);
-    return sy_throw_errno(env, ENOMEM, "malloc", "counters");
-  }
-  __u32 in_key = 0, out_key = 0;
-  bool first = true;
-  size_t done = 0;
-  while (done < (size_t)slots) {
-    __u32 n = (__u32)((size_t)slots - done < COUNTER_CHUNK ? (size_t)slots - done : COUNTER_CHUNK);
-    int rc = bpf_map_lookup_batch(st->counters_fd, first ? NULL : &in_key, &out_key, keys, values, &n, NULL);
-    if (rc < 0 && rc != -ENOENT) { /* ENOENT: the end of the map */
-      free(keys);
-      free(values);
-      return sy_throw_errno(env, -rc, "bpf_map_lookup_batch", "counters");
-    }
-    for (__u32 i = 0; i < n; i++) {
-      if (keys[i] >= (__u32)slots) continue;
-      __u64 *dst = sum + (size_t)keys[i] * STEER_COUNTER_FIELDS;
-      for (int c = 0; c < st->ncpus; c++) {
-        const struct steer_counters *v = &values[(size_t)i * (size_t)st->ncpus + (size_t)c];
-        dst[0] += v->steered;
-        dst[1] += v->missing_socket;
-        dst[2] += v->assign_failed;
-      }
-    }
-    done += n;
-    if (rc == -ENOENT || n == 0) break;
-    in_key = out_key;
-    first = false;
-  }
-  free(keys);
-  free(values);
-  NAPI_CALL(env, napi_create_typedarray(env, napi_biguint64_array, total, buffer, 0, &out));
   return out;
 }
 
@@ -568,9 +251,9 @@ static napi_value steering_load(napi_env env, napi_callback_info info) {
 
   struct log_capture *cap = calloc(1, sizeof *cap);
   if (cap == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "log");
-  log_current = cap;
+  bpf_log_capture(cap);
   struct bpf_object *obj = load_object(env, path, cap);
-  log_current = NULL;
+  bpf_log_capture(NULL);
   free(cap);
   if (obj == NULL) return NULL;
 
@@ -596,11 +279,11 @@ static napi_value steering_load(napi_env env, napi_callback_info info) {
   napi_property_descriptor methods[] = {
       SY_FN("attach", m_attach),
       SY_FN("detach", m_detach),
-      SY_FN("setSocket", m_set_socket),
-      SY_FN("deleteSocket", m_delete_socket),
-      SY_FN("setPorts", m_set_ports),
-      SY_FN("deletePorts", m_delete_ports),
-      SY_FN("readCounters", m_read_counters),
+      SY_FN("setSocket", steering_set_socket),
+      SY_FN("deleteSocket", steering_delete_socket),
+      SY_FN("setPorts", steering_set_ports),
+      SY_FN("deletePorts", steering_delete_ports),
+      SY_FN("readCounters", steering_read_counters),
       SY_FN("linkInfo", m_link_info),
       SY_FN("close", m_close),
   };
@@ -624,7 +307,7 @@ static napi_status set_uint(napi_env env, napi_value exports, const char *name, 
 
 napi_status switchyard_init_bpf(napi_env env, napi_value exports) {
   /* Process-wide, but this addon is libbpf's only user: no stderr noise. */
-  libbpf_set_print(log_print);
+  bpf_log_install();
 
   napi_property_descriptor fns[] = {
       SY_FN("steeringLoad", steering_load),

@@ -156,11 +156,6 @@ export class WorkerProcess {
     // The start timer reports the failure.
   }
 
-  /** Periodic check of a serving worker. */
-  probe(timeoutMs: number): Promise<number> {
-    return probeWorker(this.healthSocket, timeoutMs);
-  }
-
   private failStart(err: SwitchyardError): void {
     if (this.state !== "starting") return;
     this.abandon();

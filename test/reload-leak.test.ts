@@ -5,9 +5,9 @@ import test from "ava";
 import crypto from "node:crypto";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
-import { adminGet } from "./helpers/core.js";
+import { adminGet, until } from "./helpers/core.js";
 import { childPids, fdCount } from "./helpers/procfs.js";
-import { app, config, currentPids, reloadVia, sighup, until, type Status } from "./helpers/reload.js";
+import { app, config, currentPids, reloadVia, sighup, type Status } from "./helpers/reload.js";
 
 // The watch may notice the save too and coalesce it with the signal ("file,sighup").
 const bySighup = (source: string): boolean => source.split(",").includes("sighup");

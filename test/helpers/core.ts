@@ -36,13 +36,6 @@ export async function servingWorkers(sup: RunningSupervisor): Promise<StatusWork
   return current?.workers ?? [];
 }
 
-/** Every worker pid /status lists, whatever its generation. */
-export async function allWorkerPids(sup: RunningSupervisor): Promise<number[]> {
-  const { body } = await adminGet(sup.adminPort, "/status");
-  const s = JSON.parse(body) as { generations: { workers: StatusWorker[] }[] };
-  return s.generations.flatMap((g) => g.workers.flatMap((w) => (w.pid === null ? [] : [w.pid])));
-}
-
 /** VmRSS of a process in bytes, or undefined once it is gone. */
 export function rssBytes(pid: number): number | undefined {
   try {
@@ -83,6 +76,11 @@ export async function pollUntil(check: () => boolean | Promise<boolean>, timeout
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** pollUntil that throws, naming `what`, when `check` is still false at the deadline. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
+  if (!(await pollUntil(check, timeoutMs, everyMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** `promise`, or a rejection after `timeoutMs`; the timer never outlives the race. */

@@ -124,13 +124,3 @@ export function startLoad(ports: number[], loops: number, maxMs: number, host = 
     },
   };
 }
-
-/** Polls `check` until it returns true; for states no log line announces. Bounded. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}

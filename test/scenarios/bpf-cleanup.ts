@@ -5,12 +5,12 @@
 import { execFileSync } from "node:child_process";
 
 import { isAlive } from "../helpers/procfs.js";
+import { until } from "../helpers/core.js";
 import {
   allGone,
   listeningExcept,
   netnsIno,
   netnsLinks,
-  pollUntil,
   runScenario,
   tagOf,
   workerPids,
@@ -58,10 +58,10 @@ async function stopped(s: Scenario, targetPort: number, signal: "SIGTERM" | "SIG
   // Freeing a program and its maps is deferred in the kernel (RCU): no event says when, so poll, bounded.
   let left = remaining(ids);
   try {
-    await pollUntil("the program and its maps to be freed", () => {
+    await until(() => {
       left = remaining(ids);
       return !left.prog && left.maps.length === 0;
-    }, 5000);
+    }, 5000, "the program and its maps to be freed", 20);
   } catch {
     // reported as `left`
   }

@@ -9,6 +9,7 @@ import crypto from "node:crypto";
 import { startSupervisor, type RunningSupervisor, type SupervisorOptions } from "../helpers/supervisor.js";
 import { exchange, startTarget, type Target } from "../helpers/net.js";
 import { isAlive } from "../helpers/procfs.js";
+import { until } from "../helpers/core.js";
 import { requireIsolatedNetns } from "./steering-lib.js";
 
 export { netnsIno, netnsLinks } from "./steering-lib.js";
@@ -184,18 +185,9 @@ export async function taggedLoops(
   return r;
 }
 
-/** Polls `cond` every 20 ms until true; throws after `ms`. For states with no event. */
-export async function pollUntil(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** Resolves when every pid has exited (bounded polling: there is no event for a non-child). */
 export const allExited = (pids: number[], ms = 15_000): Promise<void> =>
-  pollUntil(`pids ${pids.join(",")} to exit`, () => pids.every((p) => !isAlive(p)), ms);
+  until(() => pids.every((p) => !isAlive(p)), ms, `pids ${pids.join(",")} to exit`, 20);
 
 /** Worker pids of every generation, per /status. */
 export async function workerPids(sup: RunningSupervisor): Promise<number[]> {
@@ -242,7 +234,7 @@ export function hasExited(pid: number): boolean {
 
 /** Like allExited, but a zombie counts as exited (see hasExited). */
 export const allGone = (pids: number[], ms = 15_000): Promise<void> =>
-  pollUntil(`pids ${pids.join(",")} to exit`, () => pids.every(hasExited), ms);
+  until(() => pids.every(hasExited), ms, `pids ${pids.join(",")} to exit`, 20);
 
 /** Counts events (answers of a load) and lets a scenario await the next `n` of them. */
 export class Progress {
