@@ -1,11 +1,9 @@
 // Reload by saving the config file (write to a temporary file, rename over the
 // config, as editors do): one save gives exactly one reload, under load.
 import test from "ava";
-import { startSupervisor, type LogLine } from "./helpers/supervisor.js";
+import { startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget, whoServes } from "./helpers/net.js";
-import { app, config, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
-
-const hasSource = (l: LogLine, s: string): boolean => String(l.source).split(",").includes(s);
+import { app, config, expectOneFileReload, hasSource, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
 
 test.serial("each save under 16 client loops gives exactly one reload; nothing fails", async (t) => {
   const targets = await Promise.all(["a", "b"].map((n) => startTarget(n)));
@@ -20,14 +18,7 @@ test.serial("each save under 16 client loops gives exactly one reload; nothing f
   try {
     await load.progress(200);
     for (let i = 1; i <= 6; i++) {
-      const saved = sup.logs.length;
-      const r = await reloadVia(sup, () => sup.writeConfig(configs[i % 2]), "file");
-      t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
-      // Prove no second reload comes from that save: the next reload must be the SIGHUP's alone.
-      const h = await reloadVia(sup, sighup(sup));
-      t.is(h.started.source, "sighup", "a second file-sourced reload came in");
-      t.is(h.ended.event, "reload_succeeded");
-      t.is(linesSince(sup, saved, (l) => l.event === "reload_started" && hasSource(l, "file")).length, 1, `save ${i} gave more than one reload`);
+      const saved = await expectOneFileReload(t, sup, () => sup.writeConfig(configs[i % 2]), `save ${i}`);
       t.is(linesSince(sup, saved, (l) => l.event === "config_changed").length, 1);
       await load.progress(1000);
     }

@@ -1,6 +1,7 @@
 // Reload tests: configs, triggers awaited on their log lines, /status, and a
 // client load whose progress can be awaited.
 import crypto from "node:crypto";
+import type { ExecutionContext } from "ava";
 import type { LogLine, RunningSupervisor } from "./supervisor.js";
 import { exchange, type LoadResult, type Target } from "./net.js";
 
@@ -65,6 +66,25 @@ export async function reloadVia(sup: RunningSupervisor, trigger: () => void, sou
 }
 
 export const sighup = (sup: RunningSupervisor) => (): void => void process.kill(sup.pid, "SIGHUP");
+
+/** Whether a reload line's `source` (coalesced triggers, comma-separated) includes `s`. */
+export const hasSource = (l: LogLine, s: string): boolean => String(l.source).split(",").includes(s);
+
+/**
+ * Fires `trigger` (a change to the config file), waits for the file reload it
+ * causes, then proves it caused no second one: the next reload, a SIGHUP's,
+ * must be the SIGHUP's alone. Returns the log index the trigger came after.
+ */
+export async function expectOneFileReload(t: ExecutionContext, sup: RunningSupervisor, trigger: () => void, what: string): Promise<number> {
+  const from = sup.logs.length;
+  const r = await reloadVia(sup, trigger, "file");
+  t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
+  const h = await reloadVia(sup, sighup(sup));
+  t.is(h.started.source, "sighup", "a second file-sourced reload came in");
+  t.is(h.ended.event, "reload_succeeded");
+  t.is(linesSince(sup, from, (l) => l.event === "reload_started" && hasSource(l, "file")).length, 1, `${what} gave more than one reload`);
+  return from;
+}
 
 /** Log lines since index `from` matching. */
 export function linesSince(sup: RunningSupervisor, from: number, match: (l: LogLine) => boolean): LogLine[] {
