@@ -76,7 +76,7 @@ test("connections and bytes per app are exact across a reload, scraped during an
   t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
   const oldGen = (r.ended.generation as number) - 1;
   // The supervisor's own line: the idle old worker has exited (a worker's "drained" line could precede the supervisor's receipt).
-  await sup.waitFor((l) => l.event === "worker_exited" && l.generation === oldGen, 10_000, r.next);
+  await sup.waitFor((l) => l.event === "worker_exited" && l.generation === oldGen, 10_000, r.begun);
 
   // During the drain: one old worker is gone (its counts retired), one still holds the connection.
   s = await scrape("during the drain");

@@ -56,7 +56,7 @@ test("after 100 reloads the supervisor holds the fds it held after the first, an
     const replies = await Promise.all(Array.from({ length: 4 }, () => exchange(shared, payload)));
     t.true(replies.every((x) => x.equals(payload)), `reload ${i}: wrong echo`);
     if (i === 1) {
-      await previousStopped(sup, r.ended.generation as number, r.next);
+      await previousStopped(sup, r.ended.generation as number, r.begun);
       // Stopped workers' pipes close just after their exit: take the count once it settles.
       baseline = await settledFdCount(sup.pid);
       t.log(`fds after the first reload: ${baseline}`);

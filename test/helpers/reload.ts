@@ -47,6 +47,12 @@ export const isEnd = (l: LogLine): boolean => l.event === "reload_succeeded" || 
 export interface ReloadOutcome {
   started: LogLine;
   ended: LogLine;
+  /**
+   * Index in sup.logs of the start line. Lines the reload causes (an idle old
+   * worker exiting, its generation stopping) can precede the end line: look
+   * for them from here, not from `next`.
+   */
+  begun: number;
   /** Index in sup.logs just past the end line. */
   next: number;
 }
@@ -61,8 +67,9 @@ export async function reloadVia(sup: RunningSupervisor, trigger: () => void, sou
   const sourceOk = (s: unknown): boolean => source === undefined || (typeof source === "string" ? s === source : source(String(s)));
   trigger();
   const started = await sup.waitFor((l) => l.event === "reload_started" && sourceOk(l.source), timeoutMs, from);
-  const ended = await sup.waitFor(isEnd, timeoutMs, sup.logs.indexOf(started) + 1);
-  return { started, ended, next: sup.logs.indexOf(ended) + 1 };
+  const begun = sup.logs.indexOf(started);
+  const ended = await sup.waitFor(isEnd, timeoutMs, begun + 1);
+  return { started, ended, begun, next: sup.logs.indexOf(ended) + 1 };
 }
 
 export const sighup = (sup: RunningSupervisor) => (): void => void process.kill(sup.pid, "SIGHUP");
