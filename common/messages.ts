@@ -27,6 +27,20 @@ export interface ConnectionStats {
   active: number;
 }
 
+/**
+ * A worker's metrics as prom-client's getMetricsAsJSON() shapes them, so the
+ * supervisor can sum workers with prom-client's aggregator. Histogram values
+ * carry `metricName` (`_bucket` with an `le` label, `_sum`, `_count`).
+ */
+export interface MetricFamily {
+  name: string;
+  help: string;
+  type: "counter" | "gauge" | "histogram";
+  /** How the supervisor combines workers' values. */
+  aggregator: "sum" | "min";
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
 /** Supervisor → worker. */
 export type ToWorker =
   | {
@@ -53,8 +67,8 @@ export type FromWorker =
   /** Acknowledges "drain": this worker has closed its copies of the listening sockets. */
   | { type: "draining"; connections: number }
   /** Last words before exit: connections cut at the deadline, final metrics. */
-  | { type: "drained"; connections: number; metrics: unknown }
-  | { type: "metrics"; seq: number; metrics: unknown };
+  | { type: "drained"; connections: number; metrics: MetricFamily[] }
+  | { type: "metrics"; seq: number; metrics: MetricFamily[] };
 
 export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract<U, { type: T }>;
 

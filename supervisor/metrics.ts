@@ -1,8 +1,12 @@
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { MetricFamily } from "../common/messages.js";
 import type { Pool } from "./pool.js";
 import type { WorkerProcess } from "./worker-process.js";
 
 export type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
+
+/** A worker's families are prom-client's JSON; its typings declare `type` as an enum where the JSON has strings. */
+const asSnapshot = (families: MetricFamily[]): Snapshot => families as unknown as Snapshot;
 
 const SCRAPE_TIMEOUT_MS = 1000;
 
@@ -107,20 +111,20 @@ export class SupervisorMetrics {
     });
   }
 
-  onWorkerMetrics(w: WorkerProcess, seq: number, metrics: unknown): void {
+  onWorkerMetrics(w: WorkerProcess, seq: number, metrics: MetricFamily[]): void {
     const t = this.tracked.get(w);
     if (!t || seq < t.lastSeq) return;
-    t.last = metrics as Snapshot;
+    t.last = asSnapshot(metrics);
     t.lastSeq = seq;
     for (const f of [...t.waiters]) f(seq);
   }
 
   /** The worker's final counters (drained), or the last ones seen (`final` undefined: it is gone). */
-  retire(w: WorkerProcess, final?: unknown): void {
+  retire(w: WorkerProcess, final?: MetricFamily[]): void {
     const t = this.tracked.get(w);
     if (!t) return;
     this.tracked.delete(w);
-    const snapshot = (final as Snapshot | undefined) ?? t.last;
+    const snapshot = final ? asSnapshot(final) : t.last;
     if (snapshot) {
       // Gauges describe the present; a gone worker contributes none.
       const counters = snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");

@@ -6,7 +6,7 @@ import type { Readable } from "node:stream";
 import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import { SwitchyardError } from "../common/errors.js";
-import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type ToWorker } from "../common/messages.js";
+import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
 import { closeFd, socketInode, socketPair } from "../native/index.js";
 import { sendListeners } from "./handoff.js";
 import { probeWorker } from "./health-probe.js";
@@ -42,8 +42,8 @@ export interface WorkerEvents {
   /** Could not start (hand-over, health, timeout); the process is being killed. */
   onStartFailed(w: WorkerProcess, err: SwitchyardError): void;
   onExit(w: WorkerProcess, code: number | null, signal: NodeJS.Signals | null): void;
-  onDrained(w: WorkerProcess, final: { connections: number; metrics: unknown }): void;
-  onMetrics(w: WorkerProcess, seq: number, metrics: unknown): void;
+  onDrained(w: WorkerProcess, final: { connections: number; metrics: MetricFamily[] }): void;
+  onMetrics(w: WorkerProcess, seq: number, metrics: MetricFamily[]): void;
   /** Exited and its IPC channel closed: no message from it can follow. */
   onClosed(w: WorkerProcess): void;
   /** The worker's access-log pipe, for the supervisor to forward. */

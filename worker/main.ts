@@ -95,7 +95,7 @@ async function drain(timeoutMs: number): Promise<void> {
   const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
   if (outcome === "timeout") acceptor?.closeAll();
   const cut = outcome === "timeout" ? open : 0;
-  await send({ type: "drained", connections: cut, metrics: (await metrics?.snapshot()) ?? [] });
+  await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [] });
   log.info({ event: "worker_drained", outcome });
   healthServer?.close();
   await accessLog.close();
@@ -119,7 +119,7 @@ const handlers: Handlers<ToWorker> = {
   },
   drain: (msg) => void drain(msg.timeoutMs),
   "metrics-request": (msg) => {
-    void metrics?.snapshot().then((snapshot) => send({ type: "metrics", seq: msg.seq, metrics: snapshot }));
+    if (metrics) void send({ type: "metrics", seq: msg.seq, metrics: metrics.snapshot() });
   },
 };
 
