@@ -38,18 +38,29 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Resident set size in bytes (VmRSS), 0 for a process that is gone. */
-export function rssBytes(pid: number): number {
+/** A size field of /proc/PID/status in bytes, 0 for a process that is gone. */
+function statusBytes(pid: number, field: "VmRSS" | "RssAnon"): number {
   try {
-    const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m);
+    const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
   }
 }
 
+/** Resident set size in bytes (VmRSS). */
+export const rssBytes = (pid: number): number => statusBytes(pid, "VmRSS");
+
 export function totalRss(pids: readonly number[]): number {
   return pids.reduce((a, p) => a + rssBytes(p), 0);
+}
+
+/**
+ * Resident anonymous memory (RssAnon: heaps, stacks), without the mapped
+ * binary and libraries that VmRSS counts again in every process sharing them.
+ */
+export function totalAnonRss(pids: readonly number[]): number {
+  return pids.reduce((a, p) => a + statusBytes(p, "RssAnon"), 0);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Party, WorkerShare } from "../parties/party.js";
 import { iperf } from "../tools/iperf.js";
 import { errorTotal, wrk, type WrkResult } from "../tools/wrk.js";
 import { holdIdleConnections } from "./idle-conns.js";
-import { MiB, partyRss, peakRssDuring } from "./rss.js";
+import { MiB, partyAnonRss, partyRss, peakRssDuring } from "./rss.js";
 
 const T = "Throughput (iperf3, Gbit/s)";
 const K = "HTTP over 64 keep-alive connections (wrk → nginx)";
@@ -26,6 +26,7 @@ export const steadyMetrics = {
   ccP99: metric(C, "p99 latency", "ms", 3),
   ccErr: metric(C, "errors (all kinds)", "count", 0, false),
   rssIdle: metric(M, "idle", "MiB", 1),
+  rssIdleAnon: metric(M, "idle, anonymous only (RssAnon: without the binary shared between processes)", "MiB", 1),
   rssLoad: metric(M, "peak under keep-alive load", "MiB", 1),
   rssHeld: (n: number) => metric(M, `with ${n.toLocaleString("en-US")} idle connections`, "MiB", 1),
   rssPerConn: metric(M, "per idle connection", "KiB", 1),
@@ -59,7 +60,10 @@ export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, 
   const name = party.name;
   // Let freshly started workers settle (JIT, first GC) before the idle figure.
   await new Promise((r) => setTimeout(r, 1000));
-  if (party.proxied) rec.add(m.rssIdle, name, partyRss(party) / MiB);
+  if (party.proxied) {
+    rec.add(m.rssIdle, name, partyRss(party) / MiB);
+    rec.add(m.rssIdleAnon, name, partyAnonRss(party) / MiB);
+  }
 
   for (const [streams, mt] of [[1, m.iperf1], [4, m.iperf4]] as const) {
     const gbps = await attempt(rec, party, [mt], () => iperf(party.port("bulk"), streams, o.iperfSeconds));
