@@ -14,10 +14,19 @@ import { SystemdNotifier } from "./systemd.js";
 export async function runSupervisor(argv: string[]): Promise<number> {
   const options = parseRunArgs(argv);
   const log = createLogger({ role: "supervisor" });
+  // The watch starts before the first read of the file, so that no save made
+  // after that read can go unnoticed, however long the start takes. A change
+  // seen before the supervisor exists is requested once it does.
+  let requestFileReload: (() => void) | undefined;
+  let changedBeforeStart = false;
+  const watch = new ConfigWatch(options.config, () => (requestFileReload ? requestFileReload() : (changedBeforeStart = true)), log);
+  await watch.start();
+  log.info({ event: "config_watch_started", file: options.config });
   let plan;
   try {
     plan = await loadConfigFile(options.config);
   } catch (err) {
+    await watch.close();
     if (err instanceof ConfigError) {
       for (const p of err.problems) process.stderr.write(formatProblem(p) + "\n");
       log.error({ event: "config_invalid", file: options.config, problems: err.problems });
@@ -33,10 +42,12 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     const e = err as SwitchyardError;
     log.error({ event: "start_failed", code: e.code, reason: e.message });
     process.stderr.write(`switchyard: ${e.message}\n`);
+    await watch.close();
     return 1;
   }
   const sup = new Supervisor(options, provider, log);
-  const watch = new ConfigWatch(options.config, () => void sup.reloads.request("file"), log);
+  requestFileReload = () => void sup.reloads.request("file");
+  if (changedBeforeStart) requestFileReload();
   sup.onReloadStart = async () => {
     notifier.reloading();
     await watch.remember();
@@ -81,17 +92,13 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     const e = err as SwitchyardError;
     log.error({ event: "start_failed", code: e.code, reason: e.message });
     process.stderr.write(`switchyard: ${e.message}\n`);
+    await watch.close();
     await sup.stop().catch(() => undefined);
     admin?.close();
     control?.close();
     return 1;
   }
-  if (!stopping) {
-    await watch.start();
-    // supervisor_ready comes before the watch: from this line on, a save reloads.
-    log.info({ event: "config_watch_started", file: options.config });
-    notifier.ready(sup);
-  }
+  if (!stopping) notifier.ready(sup);
   await finished;
   return 0;
 }

@@ -1,7 +1,7 @@
 // Reload by saving the config file (write to a temporary file, rename over the
 // config, as editors do): one save gives exactly one reload, under load.
 import test from "ava";
-import { startSupervisor } from "./helpers/supervisor.js";
+import { startSupervisor, writeJson } from "./helpers/supervisor.js";
 import { freePorts, startTarget, whoServes } from "./helpers/net.js";
 import { app, config, expectOneFileReload, hasSource, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
 
@@ -68,4 +68,28 @@ test.serial("a save made while a reload runs is not lost", async (t) => {
     await sup.waitFor((l) => l.event === "reload_succeeded", 10_000, sup.logs.indexOf(changed) + 1);
     t.is(await whoServes(port!), want.name, `round ${round}: the saved config is not served`);
   }
+});
+
+test.serial("a save made while the first generation starts, after the file was read, is served", async (t) => {
+  const targets = await Promise.all(["a", "b"].map((n) => startTarget(n, { tag: true })));
+  t.teardown(() => Promise.all(targets.map((x) => x.close())));
+  const [a, b] = targets as [typeof targets[0], typeof targets[0]];
+  const [port] = await freePorts(1);
+  let savedAt = -1;
+  const sup = await startSupervisor({
+    config: config(app("tag", [port!], [a])),
+    workers: 1,
+    // The first generation is starting: the file has been read. Save before it serves.
+    onLine: (l, file) => {
+      if (l.event !== "generation_starting" || savedAt >= 0) return;
+      writeJson(file, config(app("tag", [port!], [b])));
+      savedAt = Date.now();
+    },
+  });
+  t.teardown(() => sup.stop());
+  t.true(savedAt >= 0, "the save was not made during the start");
+  const changed = await sup.waitFor((l) => l.event === "reload_started" && hasSource(l, "file"), 5_000);
+  const ended = await sup.waitFor((l) => l.event === "reload_succeeded" || l.event === "reload_failed", 10_000, sup.logs.indexOf(changed) + 1);
+  t.is(ended.event, "reload_succeeded", JSON.stringify(ended));
+  t.is(await whoServes(port!), "b");
 });

@@ -24,6 +24,8 @@ export interface SupervisorOptions {
   env?: NodeJS.ProcessEnv;
   /** Wrap the command, e.g. ["unshare", "-n", ...]; default none. */
   wrap?: string[];
+  /** Called with every log line as it arrives, before startSupervisor resolves too. */
+  onLine?: (line: LogLine, configPath: string) => void;
 }
 
 export interface RunningSupervisor {
@@ -93,6 +95,7 @@ export async function startSupervisor(opts: SupervisorOptions): Promise<RunningS
         continue;
       }
       logs.push(line);
+      opts.onLine?.(line, configPath);
       for (const w of [...waiters]) {
         if (w.match(line)) {
           waiters.splice(waiters.indexOf(w), 1);
