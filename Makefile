@@ -10,7 +10,7 @@ RUN_ARGS ?=
 APT_PACKAGES := clang llvm libbpf-dev bpftool build-essential python3 iproute2 netcat-openbsd libcap2-bin util-linux
 BENCH_PACKAGES := haproxy nginx wrk iperf3
 
-.PHONY: all deps system-deps test-deps build run test test-unit bench bench-quick install clean
+.PHONY: all deps system-deps test-deps build run test test-node bench bench-quick install clean
 
 all: build
 
@@ -71,6 +71,19 @@ test-deps:
 test: build test-deps
 	npx ava
 
+# The suite on another Node.js line, e.g. `make test-node NODE_VERSION=24.22.3`: the
+# binary comes from the npm registry's node-linux-<arch> package into .cache/.
+NODE_DIR = .cache/node-$(NODE_VERSION)
+test-node: build test-deps
+	@test -n "$(NODE_VERSION)" || { echo "usage: make test-node NODE_VERSION=22.21.1"; exit 2; }
+	@if [ ! -x $(NODE_DIR)/package/bin/node ]; then \
+	  mkdir -p $(NODE_DIR) && cd $(NODE_DIR) && \
+	  pkg=node-linux-$$(node -p process.arch)@$(NODE_VERSION) && \
+	  tgz=$$(npm pack --silent $$pkg) && tar xzf $$tgz && rm -f $$tgz; \
+	fi
+	PATH=$(CURDIR)/$(NODE_DIR)/package/bin:$$PATH node --version
+	PATH=$(CURDIR)/$(NODE_DIR)/package/bin:$$PATH npx ava
+
 bench: build
 	$(MAKE) -s bench-deps
 	node dist/bench/main.js
@@ -91,4 +104,4 @@ install: build
 	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) ./systemd/install.sh
 
 clean:
-	rm -rf dist native/build
+	rm -rf dist native/build .cache
