@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { startSupervisor, tempDir } from "./helpers/supervisor.js";
 import { freePorts, startTarget, whoServes } from "./helpers/net.js";
-import { app, config, expectOneFileReload, reloadVia, startLoad, status } from "./helpers/reload.js";
+import { app, config, reloadVia, sixFileReloadsUnderLoad } from "./helpers/reload.js";
 
 /** A ConfigMap volume as the kubelet lays it out. */
 class ConfigMapDir {
@@ -50,22 +50,7 @@ test.serial("each symlink swap under 16 client loops gives exactly one reload; n
   const sup = await startSupervisor({ configPath: cm.configPath, workers: 2, drainTimeout: 5, args: ["--access-log", "off"] });
   t.teardown(() => sup.stop());
 
-  const load = startLoad(ports, 16, 30_000);
-  try {
-    await load.progress(200);
-    for (let i = 1; i <= 6; i++) {
-      await expectOneFileReload(t, sup, () => cm.swap(configs[i % 2]), `swap ${i}`);
-      await load.progress(1000);
-    }
-  } finally {
-    await load.stop();
-  }
-  const result = load.result;
-  t.log(`exchanges: ${JSON.stringify(result)}`);
-  t.is(result.failed, 0, JSON.stringify(result.errors));
-  t.is(result.wrongBytes, 0);
-  t.true(a.connections > 0 && b.connections > 0);
-  t.deepEqual((await status(sup)).apps[0]!.targets.map((x) => x.target), [`127.0.0.1:${a.port}`]);
+  await sixFileReloadsUnderLoad(t, sup, ports, [a, b], (i) => cm.swap(configs[i % 2]), "swap");
 });
 
 test.serial("after a swap, new connections reach the swapped-in targets", async (t) => {

@@ -151,3 +151,38 @@ export function startLoad(ports: number[], loops: number, maxMs: number, host = 
     },
   };
 }
+
+/**
+ * Six config changes under 16 client loops, each proven to give exactly one
+ * file reload: `change(i)` must make the file name target a for even i, b for
+ * odd. Then nothing failed, both targets carried traffic, and a serves.
+ * `afterEach` gets the log index each change came after.
+ */
+export async function sixFileReloadsUnderLoad(
+  t: ExecutionContext,
+  sup: RunningSupervisor,
+  ports: number[],
+  [a, b]: [Target, Target],
+  change: (i: number) => void,
+  what: string,
+  afterEach?: (from: number) => void,
+): Promise<void> {
+  const load = startLoad(ports, 16, 30_000);
+  try {
+    await load.progress(200);
+    for (let i = 1; i <= 6; i++) {
+      const from = await expectOneFileReload(t, sup, () => change(i), `${what} ${i}`);
+      afterEach?.(from);
+      await load.progress(1000);
+    }
+  } finally {
+    await load.stop();
+  }
+  const result = load.result;
+  t.log(`exchanges: ${JSON.stringify(result)}`);
+  t.is(result.failed, 0, JSON.stringify(result.errors));
+  t.is(result.wrongBytes, 0);
+  t.true(a.connections > 0 && b.connections > 0);
+  // The sixth change named target a again.
+  t.deepEqual((await status(sup)).apps[0]!.targets.map((x) => x.target), [`127.0.0.1:${a.port}`]);
+}
