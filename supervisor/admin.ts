@@ -20,7 +20,8 @@ export function startAdmin(sup: Supervisor, host: string, port: number, log: Log
     switch (url) {
       case "/healthz": {
         const ok = sup.pool.healthy();
-        return json(res, ok ? 200 : 503, { status: ok ? "ok" : "unavailable", generation: sup.pool.current?.number ?? null });
+        const status = ok ? "ok" : sup.pool.isStopping ? "stopping" : "unavailable";
+        return json(res, ok ? 200 : 503, { status, generation: sup.pool.current?.number ?? null });
       }
       case "/status":
         return void buildStatus(sup).then((s) => json(res, 200, s), fail);

@@ -14,14 +14,45 @@ import { SystemdNotifier } from "./systemd.js";
 export async function runSupervisor(argv: string[]): Promise<number> {
   const options = parseRunArgs(argv);
   const log = createLogger({ role: "supervisor" });
+
+  // Signals are handled from the first moment: Node's default for HUP, TERM
+  // and INT is to die, and HUP must reload, TERM and INT stop with status 0,
+  // however early they come. Before the supervisor exists they are kept and
+  // applied once it does.
+  let sup: Supervisor | undefined;
+  let stop: ((signal: string) => void) | undefined;
+  let stopSignal: string | undefined;
+  const earlyReloads = new Set<string>();
+  const requestReload = (source: string): void => {
+    if (sup) void sup.reloads.request(source);
+    else earlyReloads.add(source);
+  };
+  const onStopSignal = (signal: string): void => {
+    if (stop) stop(signal);
+    else stopSignal ??= signal;
+  };
+  process.on("SIGTERM", () => onStopSignal("SIGTERM"));
+  process.on("SIGINT", () => onStopSignal("SIGINT"));
+  process.on("SIGHUP", () => {
+    log.info({ event: "signal", signal: "SIGHUP" });
+    requestReload("sighup");
+  });
+  process.on("SIGUSR1", () => sup?.accessLog.reopen());
+
   // The watch starts before the first read of the file, so that no save made
-  // after that read can go unnoticed, however long the start takes. A change
-  // seen before the supervisor exists is requested once it does.
-  let requestFileReload: (() => void) | undefined;
-  let changedBeforeStart = false;
-  const watch = new ConfigWatch(options.config, () => (requestFileReload ? requestFileReload() : (changedBeforeStart = true)), log);
+  // after that read can go unnoticed, however long the start takes.
+  const watch = new ConfigWatch(options.config, () => requestReload("file"), log);
+  /** A stop signal came before the supervisor existed: nothing runs yet but the watch. */
+  const stoppedEarly = async (): Promise<boolean> => {
+    if (stopSignal === undefined) return false;
+    log.info({ event: "signal", signal: stopSignal });
+    await watch.close();
+    log.info({ event: "supervisor_exited" });
+    return true;
+  };
   await watch.start();
   log.info({ event: "config_watch_started", file: options.config });
+  if (await stoppedEarly()) return 0;
   let plan;
   try {
     plan = await loadConfigFile(options.config);
@@ -34,6 +65,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  if (await stoppedEarly()) return 0;
   const notifier = new SystemdNotifier(log);
   let provider;
   try {
@@ -45,44 +77,40 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     await watch.close();
     return 1;
   }
-  const sup = new Supervisor(options, provider, log);
-  requestFileReload = () => void sup.reloads.request("file");
-  if (changedBeforeStart) requestFileReload();
-  sup.onReloadStart = async () => {
+  const supervisor = new Supervisor(options, provider, log);
+  sup = supervisor;
+  supervisor.onReloadStart = async () => {
     notifier.reloading();
     await watch.remember();
   };
-  sup.onReloadEnd = () => notifier.ready(sup);
+  supervisor.onReloadEnd = () => notifier.ready(supervisor);
 
+  let admin: import("node:http").Server | undefined;
+  let control: import("node:net").Server | undefined;
   let stopping: Promise<void> | undefined;
   let stopped!: () => void;
   const finished = new Promise<void>((resolve) => (stopped = resolve));
-  const stop = (signal: string) => {
+  stop = (signal: string) => {
     if (stopping) return;
     log.info({ event: "signal", signal });
     notifier.stopping();
     stopping = (async () => {
       await watch.close();
+      // Admin and control answer until the end: /healthz says 503 while the
+      // workers drain, and `ctl status` shows what is still open.
+      await supervisor.stop();
       control?.close();
       admin?.close();
-      await sup.stop();
       log.info({ event: "supervisor_exited" });
     })().then(stopped);
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGHUP", () => {
-    log.info({ event: "signal", signal: "SIGHUP" });
-    void sup.reloads.request("sighup");
-  });
-  process.on("SIGUSR1", () => sup.accessLog.reopen());
+  if (stopSignal !== undefined) stop(stopSignal);
+  for (const source of earlyReloads) requestReload(source);
 
-  let admin: import("node:http").Server | undefined;
-  let control: import("node:net").Server | undefined;
   try {
-    admin = await startAdmin(sup, options.admin.host, options.admin.port, log);
-    control = await startControl(sup, options.runtimeDir, log);
-    await sup.start(plan, (admin.address() as import("node:net").AddressInfo).port);
+    admin = await startAdmin(supervisor, options.admin.host, options.admin.port, log);
+    control = await startControl(supervisor, options.runtimeDir, log);
+    await supervisor.start(plan, (admin.address() as import("node:net").AddressInfo).port);
   } catch (err) {
     // TERM/INT during the first start: an operator's stop, not a failure.
     if (stopping) {
@@ -93,12 +121,12 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     log.error({ event: "start_failed", code: e.code, reason: e.message });
     process.stderr.write(`switchyard: ${e.message}\n`);
     await watch.close();
-    await sup.stop().catch(() => undefined);
+    await supervisor.stop().catch(() => undefined);
     admin?.close();
     control?.close();
     return 1;
   }
-  if (!stopping) notifier.ready(sup);
+  if (!stopping) notifier.ready(supervisor);
   await finished;
   return 0;
 }

@@ -30,6 +30,11 @@ export class Pool {
   readonly draining: Generation[] = [];
   private nextNumber = 1;
   private stopping = false;
+
+  /** stop() has begun: the workers drain, nothing new starts. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
   private readonly startWaiters = new Map<Generation, { resolve(): void; reject(err: SwitchyardError): void }>();
   private exitWaiters: (() => void)[] = [];
 

@@ -3,9 +3,9 @@
 import test, { type ExecutionContext } from "ava";
 import net from "node:net";
 import { once } from "node:events";
-import { startSupervisor } from "./helpers/supervisor.js";
+import { runCli, startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
-import { within } from "./helpers/core.js";
+import { adminGet, within } from "./helpers/core.js";
 import { childPids, isAlive } from "./helpers/procfs.js";
 
 async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT"): Promise<void> {
@@ -41,6 +41,14 @@ async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT")
   const draining = sup.logs.slice(mark).filter((l) => l.event === "worker_draining");
   t.is(draining.reduce((n, l) => n + (l.connections as number), 0), 1);
   t.true(isAlive(sup.pid), "supervisor exited before the connection finished");
+  // While the workers drain, the admin and control sockets still answer.
+  const health = await adminGet(sup.adminPort, "/healthz");
+  t.is(health.status, 503, health.body);
+  t.is((JSON.parse(health.body) as { status: string }).status, "stopping");
+  const ctl = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "status"]);
+  t.is(ctl.code, 0, ctl.stderr);
+  const st = JSON.parse(ctl.stdout) as { generations: { state: string; workers: { connections: number | null }[] }[] };
+  t.is(st.generations.flatMap((g) => g.workers).reduce((n, w) => n + (w.connections ?? 0), 0), 1, ctl.stdout);
 
   client.end("second half");
   await within(ended, 5000, "end of the echo");

@@ -65,9 +65,9 @@ test.serial("a save made while the first generation starts, after the file was r
     config: config(app("tag", [port!], [a])),
     workers: 1,
     // The first generation is starting: the file has been read. Save before it serves.
-    onLine: (l, file) => {
+    onLine: (l, { configPath }) => {
       if (l.event !== "generation_starting" || savedAt >= 0) return;
-      writeJson(file, config(app("tag", [port!], [b])));
+      writeJson(configPath, config(app("tag", [port!], [b])));
       savedAt = Date.now();
     },
   });

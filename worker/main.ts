@@ -139,4 +139,7 @@ process.on("SIGINT", () => undefined);
 // USR1 is for the supervisor (reopen the access log); a `systemctl kill -s USR1` reaches the
 // whole cgroup, and without a listener Node would open its inspector on 127.0.0.1:9229.
 process.on("SIGUSR1", () => undefined);
+// HUP reloads the supervisor, which starts new workers; Node's default would kill this one
+// and cut its connections when a HUP reaches the whole group (`systemctl kill -s HUP`, a hangup).
+process.on("SIGHUP", () => undefined);
 process.on("SIGTERM", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));

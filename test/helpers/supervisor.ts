@@ -25,7 +25,7 @@ export interface SupervisorOptions {
   /** Wrap the command, e.g. ["unshare", "-n", ...]; default none. */
   wrap?: string[];
   /** Called with every log line as it arrives, before startSupervisor resolves too. */
-  onLine?: (line: LogLine, configPath: string) => void;
+  onLine?: (line: LogLine, ctx: { configPath: string; pid: number }) => void;
 }
 
 export interface RunningSupervisor {
@@ -95,7 +95,7 @@ export async function startSupervisor(opts: SupervisorOptions): Promise<RunningS
         continue;
       }
       logs.push(line);
-      opts.onLine?.(line, configPath);
+      opts.onLine?.(line, { configPath, pid: child.pid! });
       for (const w of [...waiters]) {
         if (w.match(line)) {
           waiters.splice(waiters.indexOf(w), 1);
