@@ -8,7 +8,7 @@ import { scenarioResult } from "./helpers/netns.js";
 
 interface Stopped {
   exit: { code: number | null; signal: string | null };
-  whileRunning: { links: { id: number; prog_id: number }[]; prog: { type: string; name: string; maps: number } | null; workers: number; answered: string };
+  whileRunning: { links: { id: number; prog_id: number }[]; prog: { type: string; name: string; maps: number } | null; workers: number; answered: string; clientAddr: string };
   atExit: { links: unknown[]; workersAlive: number };
   afterWorkers: { links: unknown[]; answered: string; listening: string[] };
   left: { prog: boolean; maps: number[] };
@@ -28,6 +28,7 @@ function ranWithBpf(t: ExecutionContext, r: Stopped): void {
   t.true((r.whileRunning.prog?.maps ?? 0) >= 3, "ports, sockets and counters maps");
   t.is(r.whileRunning.workers, 2);
   t.is(r.whileRunning.answered, "a");
+  t.is(r.whileRunning.clientAddr, "127.0.0.1", "access log client_addr of an IPv4 client");
 }
 
 function nothingLeft(t: ExecutionContext, r: Stopped): void {

@@ -12,6 +12,14 @@ export type EndReason =
   | "no_app" // no app serves the dialled address and port
   | "shutdown"; // cut off at the drain deadline
 
+/**
+ * A dual-stack socket (the app socket in BPF mode) reports IPv4 clients as
+ * `::ffff:a.b.c.d`; the access log says what the client dialled from: a.b.c.d.
+ */
+export function unmapIPv4(address: string | undefined): string | undefined {
+  return address !== undefined && address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
 export interface ConnectionRecord {
   app: string | undefined;
   clientAddress: string | undefined;
@@ -66,7 +74,7 @@ export class ProxiedConnection {
   ) {
     if (hooks.wantsAddresses) {
       // Read now: once the client is gone, getpeername fails.
-      this.clientAddress = client.remoteAddress;
+      this.clientAddress = unmapIPv4(client.remoteAddress);
       this.clientPort = client.remotePort;
       this.localPort = client.localPort;
     }

@@ -46,7 +46,10 @@ async function stopped(s: Scenario, targetPort: number, signal: "SIGTERM" | "SIG
   const prog = links.length === 1 ? bpfObject<ProgInfo>("prog", links[0]!.prog_id) : null;
   const ids = { prog: prog?.id ?? -1, maps: prog?.map_ids ?? [] };
   const workers = await workerPids(sup);
-  const whileRunning = { links, prog: prog && { type: prog.type, name: prog.name, maps: ids.maps.length }, workers: workers.length, answered: await tagOf(7500) };
+  const answered = await tagOf(7500);
+  // The app socket is dual-stack: an IPv4 client must still be logged as IPv4, not ::ffff:127.0.0.1.
+  const access = await sup.waitFor((l) => l.port === 7500 && "client_addr" in l, 5000);
+  const whileRunning = { links, prog: prog && { type: prog.type, name: prog.name, maps: ids.maps.length }, workers: workers.length, answered, clientAddr: access.client_addr };
 
   sup.child.kill(signal);
   const exit = await sup.exited;
