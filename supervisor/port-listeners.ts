@@ -71,8 +71,20 @@ export class PortListeners implements ListenerProvider {
         return undefined;
       }
       const code = isSyscallError(err) ? err.code : "unknown";
-      throw new SwitchyardError("LISTEN_FAILED", `cannot listen on ${spec.key} (app ${spec.apps.join(", ")}): ${code}`, { cause: err });
+      throw new SwitchyardError("LISTEN_FAILED", `cannot listen on ${spec.key} (app ${spec.apps.join(", ")}): ${code}${code === "EADDRINUSE" ? this.ownHolder(spec) : ""}`, { cause: err });
     }
+  }
+
+  /**
+   * When the port is held by one of our own listeners on another address, say
+   * so: the new socket must be open before the old one closes, and closing a
+   * listener resets the connections in its queue, so a port cannot move
+   * between a specific and the wildcard address without a restart.
+   */
+  private ownHolder(spec: PortListenerSpec): string {
+    const holder = [...this.live.values()].find((l) => l.spec.port === spec.port && l.spec.family === spec.family && l.spec.key !== spec.key);
+    if (!holder) return "";
+    return `: this supervisor listens on ${holder.spec.key} (app ${holder.spec.apps.join(", ")}); in ports mode a port cannot change its address on reload (restart switchyard, or use --steering bpf)`;
   }
 
   status(): SteeringStatus {

@@ -4,7 +4,7 @@
 import test from "ava";
 import crypto from "node:crypto";
 import net from "node:net";
-import { startSupervisor } from "./helpers/supervisor.js";
+import { runCli, startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget, whoServes } from "./helpers/net.js";
 import { hold } from "./helpers/held.js";
 import { app, config, reloadVia, sighup, status } from "./helpers/reload.js";
@@ -117,4 +117,19 @@ test.serial("a removed port refuses as soon as the reload ends, and can be added
     if (removing) t.deepEqual(await Promise.all(Array.from({ length: 5 }, () => connectError(backPort))), Array(5).fill("ECONNREFUSED"), `reload ${i}`);
     else t.deepEqual(count(await tagsOf(backPort, 10)), { back: 10 }, `reload ${i}`);
   }
+});
+
+test("ports mode: a port moved from 127.0.0.1 to every address is refused with the reason; the old listener serves on", async (t) => {
+  const target = await startTarget("a", { tag: true });
+  t.teardown(() => target.close());
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: config(app("mv", [port!], [target])), workers: 1, steering: "ports" });
+  t.teardown(() => sup.stop());
+  // The same app without "Addresses": every local address.
+  sup.writeConfig({ Apps: [{ Name: "mv", Ports: [port], Targets: [`127.0.0.1:${target.port}`] }] });
+  const r = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "reload"]);
+  t.not(r.code, 0);
+  t.regex(r.stdout + r.stderr, new RegExp(`cannot listen on 0\\.0\\.0\\.0:${port} \\(app mv\\): EADDRINUSE: this supervisor listens on 127\\.0\\.0\\.1:${port} \\(app mv\\); in ports mode a port cannot change its address`));
+  t.is(await whoServes(port!), "a");
+  t.is((await sup.admin("/healthz")).status, 200);
 });
