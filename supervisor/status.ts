@@ -26,6 +26,23 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
   const steering = sup.provider.status();
   const steered = sup.provider.steeredCounts();
   const currentSnapshots = current ? current.workers().flatMap((w) => (snapshots.has(w) ? [snapshots.get(w)] : [])) : [];
+  const generations = sup.pool.generations().map((g) => {
+    const workers = g.workers().map((w) => ({
+      index: w.index,
+      pid: w.pid ?? null,
+      state: w.state,
+      connections: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_active") : null,
+      /** Connections this worker accepted since it started: shows how evenly the kernel spreads them. */
+      accepted: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_total") : null,
+    }));
+    return {
+      number: g.number,
+      state: g.state,
+      startedAt: new Date(g.startedAt).toISOString(),
+      connections: workers.reduce((a, w) => a + (w.connections ?? 0), 0),
+      workers,
+    };
+  });
   return {
     healthy: sup.pool.healthy(),
     pid: process.pid,
@@ -35,23 +52,9 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
     steering: { ...steering, apps: steering.apps.map((a) => ({ ...a, ...(steered ? { steered: steered.get(a.name) ?? 0 } : {}) })) },
     reloading: sup.reloads.busy,
     lastReload: sup.lastReload ?? null,
-    generations: sup.pool.generations().map((g) => {
-      const workers = g.workers().map((w) => ({
-        index: w.index,
-        pid: w.pid ?? null,
-        state: w.state,
-        connections: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_active") : null,
-        /** Connections this worker accepted since it started: shows how evenly the kernel spreads them. */
-        accepted: snapshots.has(w) ? sumGauge(snapshots.get(w), "switchyard_connections_total") : null,
-      }));
-      return {
-        number: g.number,
-        state: g.state,
-        startedAt: new Date(g.startedAt).toISOString(),
-        connections: workers.reduce((a, w) => a + (w.connections ?? 0), 0),
-        workers,
-      };
-    }),
+    generations,
+    /** Every worker process, of whichever generation, flat: for scripts that only count or list them. */
+    workers: generations.flatMap((g) => g.workers.map((w) => ({ generation: g.number, generationState: g.state, ...w }))),
     apps: (current?.plan.apps ?? []).map((app) => {
       const health = targetHealth(currentSnapshots, app.name);
       return {

@@ -14,6 +14,7 @@ interface StatusJson {
   generation: number;
   lastReload: { ok: boolean; generation?: number; code?: string } | null;
   generations: { number: number; state: string; workers: { index: number; pid: number; state: string; connections: number; accepted: number }[] }[];
+  workers: { generation: number; generationState: string; index: number; pid: number }[];
   apps: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
 }
 
@@ -58,6 +59,8 @@ test("ctl status: workers with pid, state and connections, apps with ports and t
   t.regex(text.stdout, /last reload: none/);
   const gen1 = s.generations.find((g) => g.number === 1)!;
   t.is(gen1.workers.length, 2);
+  // The flat list holds the same worker processes.
+  t.deepEqual(s.workers.map((w) => [w.generation, w.generationState, w.pid]), gen1.workers.map((w) => [1, "serving", w.pid]));
   for (const w of gen1.workers) {
     const rows = rowsWith(text.stdout, ["1", "serving", String(w.index), String(w.pid), "serving"]);
     t.is(rows.length, 1, `a row for worker ${w.pid} in:\n${text.stdout}`);
