@@ -7,8 +7,10 @@ import { parseIPv4 } from "./addresses.js";
 import { fail, ok, type Parsed } from "./parsed.js";
 import { isPort } from "./ports.js";
 
-// RFC 1123 labels: letters, digits, hyphens, not starting or ending with a hyphen.
-const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+// RFC 1123 labels (letters, digits, inner hyphens), plus underscores: not legal
+// in host names, but resolvers look them up, and container service names
+// (Docker Compose's `my_db`) have them.
+const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 
 function checkHostname(host: string): string | undefined {
   // A single trailing dot marks a fully qualified name and is legal DNS.
@@ -20,7 +22,7 @@ function checkHostname(host: string): string | undefined {
     if (!LABEL.test(label)) {
       return label === ""
         ? "host name has an empty label (two dots in a row, or a leading dot)"
-        : `host name label ${JSON.stringify(label)} may only hold letters, digits and inner hyphens`;
+        : `host name label ${JSON.stringify(label)} may only hold letters, digits, underscores and inner hyphens`;
     }
   }
   return undefined;

@@ -58,7 +58,7 @@ const invalid: Record<string, [string, RegExp]> = {
   "target-missing-port.json": ["Apps[0].Targets[0]", /"tcp-echo.fly.dev": missing port/],
   "target-empty-host.json": ["Apps[0].Targets[0]", /":6001": host is empty/],
   "target-port-out-of-range.json": ["Apps[0].Targets[0]", /"tcp-echo.fly.dev:65536": port must be 1-65535/],
-  "target-bad-hostname.json": ["Apps[0].Targets[0]", /label "under_score"/],
+  "target-bad-hostname.json": ["Apps[0].Targets[0]", /label "bad!name" may only hold letters, digits, underscores and inner hyphens/],
   "target-not-string.json": ["Apps[0].Targets[0]", /must be a "host:port" string/],
   "name-missing.json": ["Apps[0].Name", /^is required$/],
   "name-empty.json": ["Apps[0].Name", /^must not be empty$/],
@@ -183,7 +183,7 @@ const valid: Record<string, Plan> = {
     ],
   },
   "options.json": {
-    apps: [app(0, "o", { ports: [1, 65535], targets: [target("a-b.c:65535", "a-b.c", 65535)], connectTimeoutMs: 60000 })],
+    apps: [app(0, "o", { ports: [1, 65535], targets: [target("a-b.c:65535", "a-b.c", 65535), target("my_db:5432", "my_db", 5432)], connectTimeoutMs: 60000 })],
   },
 };
 
