@@ -33,6 +33,13 @@ function positiveNumber(name: string, text: string, integer: boolean): number {
   return n;
 }
 
+/** Seconds, 0 included: a drain timeout of 0 closes open connections at once. */
+function seconds(name: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0) usage(`--${name}: must be a number of seconds, 0 or more, got "${text}"`);
+  return n;
+}
+
 export function parseHostPort(text: string, what: string): { host: string; port: number } {
   const m = text.match(/^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/);
   const port = m ? Number(m[3]) : NaN;
@@ -66,7 +73,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     admin: parseHostPort(values.admin ?? "127.0.0.1:9901", "--admin"),
     steering,
     runtimeDir: values["runtime-dir"] ?? defaultRuntimeDir(),
-    drainTimeoutMs: Math.round(1000 * (values["drain-timeout"] ? positiveNumber("drain-timeout", values["drain-timeout"], false) : 30)),
+    drainTimeoutMs: Math.round(1000 * (values["drain-timeout"] !== undefined ? seconds("drain-timeout", values["drain-timeout"]) : 30)),
     startTimeoutMs: Math.round(1000 * (values["start-timeout"] ? positiveNumber("start-timeout", values["start-timeout"], false) : 10)),
     maxDraining: values["max-draining"] ? positiveNumber("max-draining", values["max-draining"], true) : 3,
     user: values.user ?? "nobody",

@@ -64,3 +64,23 @@ async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT")
 
 test("SIGTERM: the open exchange completes, exit 0, no child left", drainsAndExits, "SIGTERM");
 test("SIGINT behaves like SIGTERM", drainsAndExits, "SIGINT");
+
+test("--drain-timeout 0: SIGTERM closes the open connection at once and exits 0", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "now", Ports: [port!], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 1, drainTimeout: 0 });
+  t.teardown(async () => {
+    await sup.stop("SIGKILL");
+    await target.close();
+  });
+  const client = net.connect({ port: port!, host: "127.0.0.1" });
+  t.teardown(() => client.destroy());
+  await once(client, "connect");
+  client.write("x");
+  await within(once(client, "data"), 5000, "echo");
+  const closed = once(client, "close");
+  sup.child.kill("SIGTERM");
+  await within(closed, 5000, "the connection closed by the stop");
+  t.deepEqual(await within(sup.exited, 5000, "supervisor exit"), { code: 0, signal: null });
+  t.deepEqual(sup.logs.filter((l) => l.event === "worker_drained").map((l) => l.outcome), ["timeout"]);
+});
