@@ -2,9 +2,11 @@ import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import { SwitchyardError, isSyscallError } from "../common/errors.js";
 import { planPrefix } from "../config/addresses.js";
-import { closeFd, listenTcp } from "../native/index.js";
+import { closeFd, listenTcp, socketInode } from "../native/index.js";
 import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../native/steering.js";
+import { ConflictReport, ListenerIndex } from "./listen-conflicts.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
+import { listeningSockets } from "./listening-sockets.js";
 
 const BACKLOG = 4096;
 
@@ -33,6 +35,11 @@ export class BpfListeners implements ListenerProvider {
   /** What the port map holds: binding key → slot. */
   private liveBindings = new Map<string, PortBinding>();
   private liveApps: { name: string; ports: number }[] = [];
+  /**
+   * Inodes of every app socket we opened that may still listen: retired ones
+   * live on in draining workers. Pruned to what /proc still lists at each check.
+   */
+  private readonly ownInodes = new Set<number>();
   private readonly freeSlots: number[] = Array.from({ length: STEER_SOCKETS_MAX }, (_, i) => STEER_SOCKETS_MAX - 1 - i);
 
   constructor(private readonly log: Logger) {
@@ -46,6 +53,17 @@ export class BpfListeners implements ListenerProvider {
   }
 
   private openAppSocket(name: string, slot: number): AppSocket {
+    const s = this.listenAppSocket(name, slot);
+    try {
+      this.ownInodes.add(socketInode(s.fd));
+    } catch (err) {
+      closeFd(s.fd);
+      throw err;
+    }
+    return s;
+  }
+
+  private listenAppSocket(name: string, slot: number): AppSocket {
     try {
       // An IPv4-mapped bind keeps the socket dual-stack (a plain [::1] bind makes it
       // IPv6-only, and sk_assign would refuse it IPv4 connections); reachable
@@ -82,17 +100,12 @@ export class BpfListeners implements ListenerProvider {
       const code = isSyscallError(err) ? err.code : "";
       throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot open an app socket: ${code || (err as Error).message}`, { cause: err });
     }
-    const bindings = new Map<string, PortBinding>();
-    for (const app of plan.apps) {
-      const s = next.get(app.name)!;
-      for (const text of app.addresses) {
-        const cidr = planPrefix(text);
-        if (!s.families.has(cidr.family)) continue;
-        for (const port of app.ports) {
-          const b: PortBinding = { family: cidr.family, prefix: text, port, slot: s.slot };
-          bindings.set(bindingKey(b), b);
-        }
-      }
+    let bindings: Map<string, PortBinding>;
+    try {
+      bindings = this.bindingsOf(plan, next);
+    } catch (err) {
+      for (const s of opened) this.release(s);
+      throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot check for listening sockets: ${(err as Error).message}`, { cause: err });
     }
     let settled = false;
     return {
@@ -108,6 +121,44 @@ export class BpfListeners implements ListenerProvider {
         for (const s of opened) this.release(s);
       },
     };
+  }
+
+  /**
+   * The port map for `plan`. Throws LISTEN_FAILED if a binding we do not steer
+   * yet would take connections another socket in this namespace listens for:
+   * sk_lookup runs first, so steering it would steal the port (ports mode gets
+   * EADDRINUSE). Bindings already steered are not checked: their port is ours.
+   */
+  private bindingsOf(plan: Plan, next: Map<string, AppSocket>): Map<string, PortBinding> {
+    const bindings = new Map<string, PortBinding>();
+    const conflicts = new ConflictReport();
+    let index: ListenerIndex | undefined;
+    for (const app of plan.apps) {
+      const s = next.get(app.name)!;
+      for (const text of app.addresses) {
+        const cidr = planPrefix(text);
+        if (!s.families.has(cidr.family)) continue;
+        for (const port of app.ports) {
+          const b: PortBinding = { family: cidr.family, prefix: text, port, slot: s.slot };
+          const key = bindingKey(b);
+          bindings.set(key, b);
+          if (this.liveBindings.has(key)) continue;
+          // Read /proc only when something is new: a reload of targets alone skips it.
+          index ??= this.listenerIndex();
+          const robbed = index.robbed(cidr, port);
+          if (robbed) conflicts.add(robbed, app.name);
+        }
+      }
+    }
+    if (!conflicts.empty) throw new SwitchyardError("LISTEN_FAILED", conflicts.message());
+    return bindings;
+  }
+
+  private listenerIndex(): ListenerIndex {
+    const sockets = listeningSockets();
+    const listed = new Set(sockets.map((s) => s.inode));
+    for (const inode of this.ownInodes) if (!listed.has(inode)) this.ownInodes.delete(inode);
+    return new ListenerIndex(sockets, this.ownInodes);
   }
 
   /** New sockets into the sockmap, then the port map, then retire what the plan dropped. */
