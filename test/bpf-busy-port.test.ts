@@ -5,19 +5,14 @@
 import test, { type ExecutionContext } from "ava";
 
 import { scenarioResult } from "./helpers/netns.js";
+import type { Refused } from "./scenarios/bpf-busy-port.js";
 
-interface Refused {
-  code: number | null;
-  signal: string | null;
-  stderr: string;
-  events: string[];
-  reason?: string;
-  probeTag: string;
-  ms: number;
+/** A refused run, and the sockets it left listening (none). */
+interface RefusedRun extends Refused {
   leftListening: string[];
 }
 interface Result {
-  start: Refused;
+  start: RefusedRun;
   reload: {
     ended: { event?: string; code?: string; reason?: string };
     ctl: { code: number | null; stderr: string };
@@ -31,7 +26,7 @@ interface Result {
     socketsBefore: string[];
     socketsAfter: string[];
   };
-  loop: Refused;
+  loop: RefusedRun;
   move: {
     ended: { event?: string; reason?: string };
     updated?: Record<string, unknown>;

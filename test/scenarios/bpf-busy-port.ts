@@ -28,7 +28,8 @@ async function plainListener(host: string, port: number, tag: string): Promise<n
   return server;
 }
 
-interface Refused {
+/** A run that had to exit by itself; also the shape test/bpf-busy-port.test.ts reads. */
+export interface Refused {
   code: number | null;
   signal: string | null;
   stderr: string;
