@@ -8,9 +8,14 @@ import type { WorkerEvents, WorkerOptions, WorkerProcess } from "./worker-proces
 /** How long a reload waits for new workers to confirm they accept, and old ones that they stopped. */
 const ACCEPT_SWITCH_TIMEOUT_MS = 2000;
 
+/** Beyond the workers' own start deadline: theirs fire first and name the worker. */
+const GENERATION_GRACE_MS = 1000;
+
 export interface PoolOptions {
   workers: number;
   maxDraining: number;
+  /** Each worker's start deadline; the generation's is a little later, should one be missed. */
+  startTimeoutMs: number;
   log: Logger;
   provider: ListenerProvider;
   spawn(opts: Pick<WorkerOptions, "generation" | "index" | "plan" | "listeners">, events: WorkerEvents): WorkerProcess;
@@ -48,6 +53,11 @@ export class Pool {
     this.starting = gen;
     this.opts.log.info({ event: "generation_starting", generation: gen.number, workers: this.opts.workers, apps: plan.apps.length });
     const started = new Promise<void>((resolve, reject) => this.startWaiters.set(gen, { resolve, reject }));
+    // Every way a worker can fail to start rejects `started`; this deadline only
+    // guarantees that no reload waits forever, should one of them be missed.
+    const deadline = setTimeout(() => {
+      this.startWaiters.get(gen)?.reject(new SwitchyardError("WORKER_UNHEALTHY", `generation ${gen.number} did not become healthy within ${this.opts.startTimeoutMs + GENERATION_GRACE_MS} ms`));
+    }, this.opts.startTimeoutMs + GENERATION_GRACE_MS);
     for (let i = 0; i < gen.slots.length; i++) this.spawnInto(gen, i, prepared);
     try {
       await started;
@@ -60,6 +70,8 @@ export class Pool {
       for (const w of gen.workers()) w.abandon();
       this.drain(gen);
       throw err;
+    } finally {
+      clearTimeout(deadline);
     }
     this.startWaiters.delete(gen);
     const old = this.cutOver(gen);
@@ -147,6 +159,12 @@ export class Pool {
       return;
     }
     this.opts.log.info({ event: "worker_exited", generation: gen.number, worker: w.index, pid: w.pid, code, signal });
+    // A worker that passed its health check and died before its whole generation
+    // did: the generation cannot serve as planned, so the reload rolls back.
+    if (gen.state === "starting" && inSlot) {
+      const how = signal ? `signal ${signal}` : `code ${code}`;
+      this.startWaiters.get(gen)?.reject(new SwitchyardError("WORKER_UNHEALTHY", `generation ${gen.number}, worker ${w.index}: worker exited (${how}) before its generation served`));
+    }
     if (inSlot && gen.state !== "serving") slot.worker = undefined;
     if ((gen.state === "draining" || (this.stopping && gen === this.current)) && !gen.hasLiveWorkers()) {
       if (gen === this.current) this.notifyIfAllExited();

@@ -34,6 +34,7 @@ export class Supervisor {
     this.pool = new Pool({
       workers: options.workers,
       maxDraining: options.maxDraining,
+      startTimeoutMs: options.startTimeoutMs,
       log,
       provider,
       spawn: (o, events) =>

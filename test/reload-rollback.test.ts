@@ -212,3 +212,39 @@ test.serial("a new generation that dies while starting, or never turns healthy, 
     await finish(t, load);
   }
 });
+
+test.serial("a new worker that dies after its health check, before the rest of its generation is healthy, rolls the reload back", async (t) => {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const ports = await freePorts(2);
+  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
+  fs.writeFileSync(faultFile, "");
+  // A start timeout far beyond the test's waits: the rollback must come from the exit, not from it.
+  const sup = await startSupervisor({
+    config: config(app("echo", ports, [target])),
+    workers: 2,
+    args: ["--access-log", "off", "--start-timeout", "60"],
+    env: { SWITCHYARD_FAULT_FILE: faultFile },
+  });
+  t.teardown(() => sup.stop());
+  const load = startLoad(ports, LOOPS, 60_000);
+  try {
+    await load.progress(300);
+    let killed: number | undefined;
+    await rolledBack(t, sup, load, "ready worker killed", async () => {
+      // New worker 1 never turns healthy; new worker 0 does, and is killed right then.
+      fs.writeFileSync(faultFile, "unhealthy:1");
+      const from = sup.logs.length;
+      void sup.waitFor((l) => l.event === "worker_ready" && l.generation === 2 && l.worker === 0, 20_000, from).then((l) => {
+        killed = l.pid as number;
+        process.kill(killed, "SIGKILL");
+      });
+    }, { code: "WORKER_UNHEALTHY", reason: /generation 2, worker 0: worker exited \(signal SIGKILL\) before its generation served/, reloads: 1 });
+    t.truthy(killed, "worker 0 of generation 2 was never ready");
+    fs.writeFileSync(faultFile, "");
+    await goodReload(t, sup, 3);
+    await load.progress(300);
+  } finally {
+    await finish(t, load);
+  }
+});

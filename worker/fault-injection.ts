@@ -3,12 +3,13 @@ import fs from "node:fs";
 /**
  * Test hook: when SWITCHYARD_FAULT_FILE names a file, a starting worker reads
  * it: "crash-on-start" makes it exit before serving, "unhealthy" makes its
- * /healthz answer 503. Tests write the file before a reload so that only the
+ * /healthz answer 503; with ":N" appended ("unhealthy:1") only worker N of a
+ * generation is hit. Tests write the file before a reload so that only the
  * new generation is affected. Unset in production: one getenv, nothing else.
  */
 export type Fault = "crash-on-start" | "unhealthy" | undefined;
 
-export function readFault(): Fault {
+export function readFault(worker: number): Fault {
   const file = process.env.SWITCHYARD_FAULT_FILE;
   if (!file) return undefined;
   let text: string;
@@ -17,5 +18,7 @@ export function readFault(): Fault {
   } catch {
     return undefined;
   }
-  return text === "crash-on-start" || text === "unhealthy" ? text : undefined;
+  const [fault, only] = text.split(":");
+  if (only !== undefined && Number(only) !== worker) return undefined;
+  return fault === "crash-on-start" || fault === "unhealthy" ? fault : undefined;
 }

@@ -30,7 +30,7 @@ function send(msg: FromWorker): Promise<void> {
 
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   log = createLogger({ role: "worker", generation: msg.id.generation, worker: msg.id.worker });
-  const fault = readFault();
+  const fault = readFault(msg.id.worker);
   if (fault === "crash-on-start") throw Object.assign(new Error("fault injected: crash-on-start"), { code: "FAULT_INJECTED" });
   const listeners = receiveListeners(msg.listeners);
   metrics = new WorkerMetrics(msg.plan.apps);
