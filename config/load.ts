@@ -1,6 +1,7 @@
 // The one way in for the supervisor and `switchyard check`: a path or the file's
 // contents, out comes a Plan or a ConfigError whose problems each carry a path.
 
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import { ConfigError } from "../common/errors.js";
 import { planFromValue } from "./build.js";
@@ -29,7 +30,9 @@ function unreadable(path: string, detail: string, cause?: unknown): ConfigError 
 async function readCapped(path: string): Promise<Buffer> {
   let handle;
   try {
-    handle = await open(path, "r");
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer,
+    // hanging the reload (and, in libuv's thread pool, the exit). No effect on files.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? "error";
     throw unreadable(path, `${code} (${ERRNO_TEXT[code] ?? (e as Error).message})`, e);

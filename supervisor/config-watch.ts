@@ -1,4 +1,5 @@
 import path from "node:path";
+import { constants } from "node:fs";
 import fs from "node:fs/promises";
 import { createHash } from "node:crypto";
 import chokidar, { type FSWatcher } from "chokidar";
@@ -8,7 +9,15 @@ const DEBOUNCE_MS = 150;
 
 async function contentHash(file: string): Promise<string | undefined> {
   try {
-    return createHash("sha256").update(await fs.readFile(file)).digest("hex");
+    // A FIFO (or anything but a file) is never read: opening one would wait for a
+    // writer. The reload reports what is wrong with it; here it has no content.
+    const handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      if (!(await handle.stat()).isFile()) return undefined;
+      return createHash("sha256").update(await handle.readFile()).digest("hex");
+    } finally {
+      await handle.close();
+    }
   } catch {
     return undefined;
   }

@@ -3,6 +3,7 @@
 
 import test from "ava";
 import type { ExecutionContext } from "ava";
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -296,6 +297,14 @@ test("missing file: CONFIG_UNREADABLE with errno and path", async (t) => {
 
 test("a directory is not a config file", async (t) => {
   const err = await rejects(t, loadConfigFile(scratch));
+  t.is(err.code, "CONFIG_UNREADABLE");
+  t.regex(err.problems[0]?.message ?? "", /not a regular file/);
+});
+
+test("a FIFO is not a config file, and reading one does not wait for a writer", async (t) => {
+  const file = join(scratch, "fifo.json");
+  execFileSync("mkfifo", [file]);
+  const err = await rejects(t, loadConfigFile(file));
   t.is(err.code, "CONFIG_UNREADABLE");
   t.regex(err.problems[0]?.message ?? "", /not a regular file/);
 });

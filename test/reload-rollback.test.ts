@@ -3,6 +3,7 @@
 // healthy. Each is rolled back under 16 client loops; the old generation (the
 // same processes) keeps serving, /healthz stays 200, `ctl reload` says why.
 import test, { type ExecutionContext } from "ava";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -247,4 +248,19 @@ test.serial("a new worker that dies after its health check, before the rest of i
   } finally {
     await finish(t, load);
   }
+});
+
+test.serial("a FIFO put in place of the config file: the reload fails at once with the reason, and TERM still stops", async (t) => {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const ports = await freePorts(1);
+  const sup = await startSupervisor({ config: config(app("echo", ports, [target])), workers: 1 });
+  t.teardown(() => sup.stop("SIGKILL"));
+  fs.rmSync(sup.configPath);
+  execFileSync("mkfifo", [sup.configPath]);
+  const ctl = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "reload"]);
+  t.is(ctl.code, 1, ctl.stdout + ctl.stderr);
+  t.regex(ctl.stderr, /not a regular file/);
+  t.is((await sup.admin("/healthz")).status, 200);
+  t.deepEqual(await sup.stop("SIGTERM"), { code: 0, signal: null });
 });
