@@ -1,6 +1,7 @@
 // The listening sockets belong to the supervisor: each worker accepts on the very
 // socket the supervisor holds (same inode), runs unprivileged, and binds nothing itself.
 import test from "ava";
+import { execFileSync } from "node:child_process";
 import { startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget, whoServes } from "./helpers/net.js";
 import { freePrivilegedPort, servingWorkers } from "./helpers/core.js";
@@ -25,6 +26,9 @@ test("every worker listens on the supervisor's own sockets, for every port", asy
     t.is(await whoServes(port), "owned", `port ${port} does not proxy`);
     const listening = listeningInodes(port);
     t.true(listening.size > 0, `nothing listens on ${port}`);
+    // The workers' listen(2) on the shared socket kept the supervisor's backlog (ss: Send-Q).
+    const backlogs = execFileSync("ss", ["-Hltn", `sport = :${port}`], { encoding: "utf8" }).trim().split("\n").map((l) => l.trim().split(/\s+/)[2]);
+    t.deepEqual([...new Set(backlogs)], ["4096"], `port ${port}: backlog ${backlogs.join(",")}`);
     // Every listening socket on the port is one the supervisor holds: nobody else bound one.
     t.deepEqual(intersect(listening, supervisorSockets).sort(), [...listening].sort(), `port ${port}: a listening socket the supervisor does not hold`);
     for (const w of workers) {

@@ -63,7 +63,8 @@ export class Acceptor {
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
-      server.listen({ fd: l.fd, backlog: LISTEN_BACKLOG }, () => {
+      // Passed as an argument: with an fd, Node ignores `backlog` in the options (511).
+      server.listen({ fd: l.fd }, LISTEN_BACKLOG, () => {
         server.off("error", reject);
         resolve();
       });
