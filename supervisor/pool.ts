@@ -99,7 +99,7 @@ export class Pool {
     while (this.draining.length > this.opts.maxDraining) {
       const oldest = this.draining[0]!;
       this.opts.log.warn({ event: "generation_force_closed", generation: oldest.number, reason: "too many draining generations", limit: this.opts.maxDraining });
-      for (const w of oldest.workers()) w.kill("SIGKILL");
+      for (const w of oldest.workers()) w.closeNow();
       this.forget(oldest);
     }
     return old;

@@ -21,6 +21,9 @@ const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
  */
 const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
 
+/** How long a worker told to close its connections now may take to report and exit. */
+const CLOSE_NOW_GRACE_MS = 2000;
+
 export interface WorkerOptions {
   generation: number;
   index: number;
@@ -182,6 +185,19 @@ export class WorkerProcess {
     this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs });
     // The worker exits by the drain deadline itself; this is for one that cannot.
     this.killTimer = setTimeout(() => this.kill("SIGKILL"), this.opts.drainTimeoutMs + 2000);
+  }
+
+  /**
+   * Ends a draining worker's connections now (too many generations drain): it
+   * still reports its final counts and access-log lines, then exits; killed
+   * only if it cannot.
+   */
+  closeNow(): void {
+    if (this.state === "exited") return;
+    this.drain();
+    this.send({ type: "drain", timeoutMs: 0 });
+    clearTimeout(this.killTimer);
+    this.killTimer = setTimeout(() => this.kill("SIGKILL"), CLOSE_NOW_GRACE_MS);
   }
 
   requestMetrics(seq: number): boolean {

@@ -8,6 +8,7 @@ import { freePorts, startTarget } from "./helpers/net.js";
 import { hold } from "./helpers/held.js";
 import { isAlive } from "./helpers/procfs.js";
 import { app, config, currentPids, reloadVia, sighup, status } from "./helpers/reload.js";
+import { parseMetrics, sampleValue } from "./helpers/prom.js";
 
 // The watch may notice the save too and coalesce it with the signal ("file,sighup").
 const bySighup = (source: string): boolean => source.split(",").includes("sighup");
@@ -116,4 +117,38 @@ test.serial("with a 2 s drain timeout a connection held past it is closed then, 
   t.deepEqual(after.generations.filter((g) => g.state !== "serving").map((g) => `${g.number}:${g.state}`), []);
   t.is(after.generation, r.ended.generation as number);
   t.true(after.healthy);
+});
+
+test("past --max-draining, the oldest generation's connections are closed, counted and logged, and its worker exits by itself", async (t) => {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: config(app("echo", [port!], [target])), workers: 1, drainTimeout: 60, args: ["--max-draining", "1"] });
+  t.teardown(() => sup.stop("SIGKILL"));
+  const bySighup = (source: string): boolean => source.split(",").includes("sighup");
+
+  // One held connection per generation; never a scrape before the end (the counts must come from the workers' last words).
+  const first = await hold(port!);
+  t.deepEqual(await first.roundTrip(Buffer.from("one")), Buffer.from("one"));
+  const [gen1Pid] = currentPids(await status(sup));
+  t.is((await reloadVia(sup, sighup(sup), bySighup)).ended.event, "reload_succeeded");
+  const second = await hold(port!);
+  t.deepEqual(await second.roundTrip(Buffer.from("two")), Buffer.from("two"));
+  const mark = sup.logs.length;
+  t.is((await reloadVia(sup, sighup(sup), bySighup)).ended.event, "reload_succeeded");
+
+  // Two generations draining, one allowed: generation 1 is closed now, not at its 60 s deadline.
+  await sup.waitFor((l) => l.event === "generation_force_closed" && l.generation === 1, 5000, mark);
+  t.like(await first.peerClosed, { how: "end" });
+  const exited = await sup.waitFor((l) => l.event === "worker_exited" && l.pid === gen1Pid, 5000, mark);
+  t.like(exited, { code: 0, signal: null }, "killed instead of closing by itself");
+  const line = await sup.waitFor((l) => l.client_port === first.socket.localPort && "end" in l, 5000);
+  t.like(line, { app: "echo", end: "shutdown", bytes_in: 3, bytes_out: 3 });
+  t.is(second.closedBy, undefined, "generation 2 is within the bound and keeps its connection");
+
+  const samples = parseMetrics((await sup.admin("/metrics")).body);
+  t.is(sampleValue(samples, "switchyard_connections_total", { app: "echo" }), 2);
+  t.is(sampleValue(samples, "switchyard_connection_errors_total", { app: "echo", reason: "shutdown" }), 1);
+  // Bytes count when a connection finishes: the first one's, not yet the open second's.
+  t.is(sampleValue(samples, "switchyard_bytes_total", { app: "echo", direction: "in" }), 3);
 });

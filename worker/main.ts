@@ -84,14 +84,29 @@ async function serve(): Promise<void> {
   log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
+/** While draining: ends the drain at an earlier deadline than the one it has. */
+let hastenDrain: ((timeoutMs: number) => void) | undefined;
+
 async function drain(timeoutMs: number): Promise<void> {
-  if (draining) return;
+  if (draining) {
+    hastenDrain?.(timeoutMs);
+    return;
+  }
   draining = true;
   acceptor?.stopAccepting();
   const open = acceptor?.connections ?? 0;
   log.info({ event: "worker_draining", connections: open, timeout_ms: timeoutMs });
   void send({ type: "draining", connections: open });
-  const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), timeoutMs).unref());
+  const deadline = new Promise<"timeout">((resolve) => {
+    let due = Date.now() + timeoutMs;
+    let timer = setTimeout(() => resolve("timeout"), timeoutMs).unref();
+    hastenDrain = (ms) => {
+      if (Date.now() + ms >= due) return;
+      due = Date.now() + ms;
+      clearTimeout(timer);
+      timer = setTimeout(() => resolve("timeout"), ms).unref();
+    };
+  });
   const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
   if (outcome === "timeout") acceptor?.closeAll();
   const cut = outcome === "timeout" ? open : 0;
