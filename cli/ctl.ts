@@ -49,7 +49,9 @@ export async function ctl(argv: string[]): Promise<number> {
   if (!res.ok) {
     process.stderr.write(`switchyard ctl ${command}: failed: ${res.code}: ${res.message}\n`);
     const problems = (res.result as { problems?: { path: string; message: string }[] } | undefined)?.problems ?? [];
-    for (const p of problems) process.stderr.write(`  ${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+    // A single problem about the whole file is already the message: list problems only when they add to it.
+    const adds = problems.length > 1 || problems.some((p) => p.path !== "" || !res.message.includes(p.message));
+    if (adds) for (const p of problems) process.stderr.write(`  ${p.path ? `${p.path}: ` : ""}${p.message}\n`);
     if (values.json && res.result !== undefined) process.stdout.write(JSON.stringify(res.result, null, 2) + "\n");
     return 1;
   }

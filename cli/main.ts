@@ -3,7 +3,8 @@ import { SwitchyardError } from "../common/errors.js";
 
 const USAGE = `usage:
   switchyard run --config FILE [--workers N] [--admin HOST:PORT] [--steering auto|bpf|ports]
-                 [--runtime-dir DIR] [--drain-timeout SECONDS] [--user NAME] [--access-log -|off|FILE]
+                 [--runtime-dir DIR] [--drain-timeout SECONDS] [--start-timeout SECONDS]
+                 [--max-draining N] [--user NAME] [--access-log -|off|FILE]
   switchyard check --config FILE
   switchyard ctl [--runtime-dir DIR] [--json] status|reload
   switchyard echo --listen HOST:PORT [--listen HOST:PORT ...]
@@ -11,6 +12,10 @@ const USAGE = `usage:
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   switch (command) {
     case "run":
       return (await import("../supervisor/main.js")).runSupervisor(rest);

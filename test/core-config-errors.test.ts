@@ -63,3 +63,15 @@ test("check: config/examples/default.json is valid", async (t) => {
   t.is(r.stderr, "");
   t.regex(r.stdout, /ok \(2 apps, 13 ports\)/);
 });
+
+test("--help lists every option of the README's command line, on stdout, exit 0", async (t) => {
+  const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8");
+  const block = readme.slice(readme.indexOf("## Command line")).split("```")[1]!;
+  const documented = [...new Set(block.match(/--[a-z-]+/g))];
+  t.true(documented.length >= 10, documented.join(" "));
+  for (const args of [["run", "--help"], ["--help"]]) {
+    const r = await runCli(args);
+    t.is(r.code, 0, r.stderr);
+    for (const option of documented) t.true(r.stdout.includes(option), `${args.join(" ")}: ${option} missing from\n${r.stdout}`);
+  }
+});

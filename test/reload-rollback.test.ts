@@ -261,6 +261,7 @@ test.serial("a FIFO put in place of the config file: the reload fails at once wi
   const ctl = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "reload"]);
   t.is(ctl.code, 1, ctl.stdout + ctl.stderr);
   t.regex(ctl.stderr, /not a regular file/);
+  t.is(ctl.stderr.split("\n").filter((l) => l.includes("not a regular file")).length, 1, `said more than once:\n${ctl.stderr}`);
   t.is((await sup.admin("/healthz")).status, 200);
   t.deepEqual(await sup.stop("SIGTERM"), { code: 0, signal: null });
 });
