@@ -13,6 +13,7 @@ export type ErrorCode =
   | "BPF_UNAVAILABLE"
   | "CONTROL_DENIED"
   | "CONTROL_UNREACHABLE"
+  | "ACCESS_LOG_FAILED"
   | "USAGE";
 
 export class SwitchyardError extends Error {

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import type { Readable } from "node:stream";
 import type { Logger } from "../common/log.js";
+import { SwitchyardError } from "../common/errors.js";
 
 /** How long close() waits for the pipes of exited workers to be read to their end. */
 const CLOSE_WAIT_MS = 2000;
@@ -15,16 +16,25 @@ export class AccessLogSink {
   /** Worker pipes not yet read to their end: a worker's exit event can come before its last lines. */
   private readonly open = new Set<Promise<void>>();
 
+  /** Throws ACCESS_LOG_FAILED when the file cannot be opened: better not to start than to drop every line. */
   constructor(private readonly destination: string, private readonly log: Logger) {
-    if (destination !== "-" && destination !== "off") this.file = this.openFile();
+    if (destination === "-" || destination === "off") return;
+    try {
+      this.file = this.openFile();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new SwitchyardError("ACCESS_LOG_FAILED", `cannot open the access log ${destination}: ${code}`, { cause: err });
+    }
   }
 
   get enabled(): boolean {
     return this.destination !== "off";
   }
 
+  /** Opens synchronously, so that a path that cannot be opened is known at once. */
   private openFile(): fs.WriteStream {
-    const stream = fs.createWriteStream(this.destination, { flags: "a", mode: 0o640 });
+    const fd = fs.openSync(this.destination, "a", 0o640);
+    const stream = fs.createWriteStream(this.destination, { fd });
     stream.on("error", (err) => this.log.error({ event: "access_log_error", file: this.destination, err }));
     return stream;
   }
@@ -57,7 +67,13 @@ export class AccessLogSink {
   reopen(): void {
     if (!this.file) return;
     const old = this.file;
-    this.file = this.openFile();
+    try {
+      this.file = this.openFile();
+    } catch (err) {
+      // Keep writing where we were (a renamed file still takes lines) rather than nowhere.
+      this.log.error({ event: "access_log_reopen_failed", file: this.destination, code: (err as NodeJS.ErrnoException).code, err });
+      return;
+    }
     old.end();
     this.log.info({ event: "access_log_reopened", file: this.destination });
   }

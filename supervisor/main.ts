@@ -77,7 +77,17 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     await watch.close();
     return 1;
   }
-  const supervisor = new Supervisor(options, provider, log);
+  let supervisor: Supervisor;
+  try {
+    supervisor = new Supervisor(options, provider, log);
+  } catch (err) {
+    const e = err as SwitchyardError;
+    log.error({ event: "start_failed", code: e.code, reason: e.message });
+    process.stderr.write(`switchyard: ${e.message}\n`);
+    provider.closeAll();
+    await watch.close();
+    return 1;
+  }
   sup = supervisor;
   supervisor.onReloadStart = async () => {
     notifier.reloading();

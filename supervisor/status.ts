@@ -37,7 +37,8 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
     }));
     return {
       number: g.number,
-      state: g.state,
+      // Stopping drains the serving generation too; the pool keeps calling it current.
+      state: sup.pool.isStopping && g.state === "serving" ? "draining" : g.state,
       startedAt: new Date(g.startedAt).toISOString(),
       connections: workers.reduce((a, w) => a + (w.connections ?? 0), 0),
       workers,

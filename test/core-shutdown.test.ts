@@ -49,6 +49,7 @@ async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT")
   t.is(ctl.code, 0, ctl.stderr);
   const st = JSON.parse(ctl.stdout) as { generations: { state: string; workers: { connections: number | null }[] }[] };
   t.is(st.generations.flatMap((g) => g.workers).reduce((n, w) => n + (w.connections ?? 0), 0), 1, ctl.stdout);
+  t.deepEqual(st.generations.map((g) => g.state), ["draining"]);
 
   client.end("second half");
   await within(ended, 5000, "end of the echo");

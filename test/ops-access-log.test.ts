@@ -6,7 +6,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { once } from "node:events";
-import { repoRoot, startSupervisor, tempDir, type LogLine } from "./helpers/supervisor.js";
+import { repoRoot, runCli, startSupervisor, tempDir, type LogLine } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, startLoad } from "./helpers/reload.js";
 import { within } from "./helpers/core.js";
@@ -199,4 +199,33 @@ test("USR1 sent to every process (`systemctl kill -s USR1` without --kill-whom=m
   }
   t.notRegex(sup.stderr(), /Debugger listening/);
   t.deepEqual(childPids(sup.pid).sort(), [...workers].sort(), "same workers, none restarted");
+});
+
+test("an access log that cannot be opened: run exits 1 naming it; one that cannot be reopened keeps its lines in the old file", async (t) => {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const [port] = (await freePorts(1)) as [number];
+  const dir = tempDir("switchyard-access-");
+  const missing = path.join(dir, "no-such-dir", "access.log");
+  const configFile = path.join(dir, "config.json");
+  fs.writeFileSync(configFile, JSON.stringify(config(app("al", [port], [target]))));
+  const refused = await runCli(["run", "--config", configFile, "--admin", "127.0.0.1:0", "--runtime-dir", path.join(dir, "run"), "--steering", "ports", "--access-log", missing]);
+  t.is(refused.code, 1, refused.stdout);
+  t.regex(refused.stderr, new RegExp(`cannot open the access log ${missing.replace(/[.]/g, "\\.")}: ENOENT`));
+
+  // Started fine; then its directory is moved away: the reopen fails, lines keep going to the moved file.
+  const logDir = path.join(dir, "logs");
+  fs.mkdirSync(logDir);
+  const sup = await startSupervisor({ config: config(app("al", [port], [target])), workers: 1, args: ["--access-log", path.join(logDir, "access.log")] });
+  t.teardown(() => sup.stop("SIGKILL"));
+  t.is((await exchange(port, "before")).toString(), "before");
+  const moved = path.join(dir, "logs-moved");
+  fs.renameSync(logDir, moved);
+  const mark = sup.logs.length;
+  process.kill(sup.pid, "SIGUSR1");
+  const failed = await sup.waitFor((l) => l.event === "access_log_reopen_failed", 5000, mark);
+  t.is(failed.code, "ENOENT");
+  t.is((await exchange(port, "after")).toString(), "after");
+  t.deepEqual(await sup.stop("SIGTERM"), { code: 0, signal: null });
+  t.deepEqual(readLines(path.join(moved, "access.log")).map((l) => l.bytes_in), [6, 5]);
 });
