@@ -3,12 +3,11 @@
 // SWITCHYARD_TEST_CAPS (the unit's CapabilityBoundingSet, or less). Shows
 // whether BPF steering loads, a port below 1024 answers, workers drop to
 // nobody, and the supervisor can SIGKILL a worker that runs as nobody
-// (force-closing a generation past --max-draining). Prints one JSON object.
-import { readFileSync } from "node:fs";
-import net from "node:net";
-import { once } from "node:events";
+// (rolling back a generation that never turns healthy). Prints one JSON object.
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 
-import type { RunningSupervisor } from "../helpers/supervisor.js";
+import { tempDir, type RunningSupervisor } from "../helpers/supervisor.js";
 import { isAlive, uidOf } from "../helpers/procfs.js";
 import { runScenario, tagOf } from "./netns-lib.js";
 
@@ -25,18 +24,6 @@ async function workerPids(sup: RunningSupervisor, generation: number): Promise<n
   return s.generations.find((g) => g.number === generation)?.workers.map((w) => w.pid) ?? [];
 }
 
-/** A connection left open (its tag and echo read), keeping its worker draining. */
-async function hold(port: number): Promise<net.Socket> {
-  const s = net.connect({ port, host: "127.0.0.1" });
-  s.on("error", () => undefined);
-  await once(s, "connect");
-  s.write("x");
-  let got = "";
-  s.setEncoding("utf8");
-  while (!got.endsWith("x")) got += (await once(s, "data"))[0] as string;
-  return s;
-}
-
 async function reload(sup: RunningSupervisor): Promise<unknown> {
   const from = sup.logs.length;
   process.kill(sup.pid, "SIGHUP");
@@ -48,21 +35,24 @@ runScenario(async (s) => {
   const config = { Apps: [{ Name: "a", Ports: [80, 5001], Targets: [`127.0.0.1:${a.port}`] }] };
   // setpriv, unlike capsh, execs the command given as plain arguments: it fits startSupervisor's `wrap`.
   const wrap = ["setpriv", `--bounding-set=-all,${caps.map((c) => `+${c.replace(/^cap_/, "")}`).join(",")}`, "--"];
-  const sup = await s.supervisor({ config, steering: "bpf", workers: 1, drainTimeout: 30, wrap, args: ["--max-draining", "1", "--access-log", "off"] });
+  // Read by each starting worker: "unhealthy" makes the next generation fail its health check.
+  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
+  writeFileSync(faultFile, "");
+  const sup = await s.supervisor({ config, steering: "bpf", workers: 1, wrap, env: { SWITCHYARD_FAULT_FILE: faultFile }, args: ["--start-timeout", "1", "--access-log", "off"] });
   const mode = sup.logs.find((l) => l.event === "supervisor_ready")?.mode;
   const tags = [await tagOf(80), await tagOf(5001)];
   const gen1 = await workerPids(sup, 1);
   const uids = gen1.map(uidOf);
 
-  const held = [await hold(5001)];
   const reloads = [await reload(sup)];
-  held.push(await hold(5001));
-  // Generation 1 and 2 both draining exceeds --max-draining 1: generation 1 is SIGKILLed.
+  // A generation that never turns healthy is rolled back: its worker, already nobody, is SIGKILLed.
+  writeFileSync(faultFile, "unhealthy");
   const from = sup.logs.length;
   reloads.push(await reload(sup));
-  const forced = await sup.waitFor((l) => l.event === "generation_force_closed", 5000, from).then(() => true, () => false);
-  const exited = await sup.waitFor((l) => l.event === "worker_exited" && l.generation === 1, 5000, from).then((l) => l.signal, () => "still running");
-  const gen1Alive = gen1.map(isAlive);
-  for (const h of held) h.destroy();
-  return { capBnd: capBnd(sup.pid), mode, tags, uids, reloads, forced, exited, gen1Alive };
+  const failedStart = await sup.waitFor((l) => l.event === "worker_start_failed", 5000, from).catch(() => undefined);
+  const abandonedPid = failedStart?.pid as number | undefined;
+  const abandoned = sup.logs.slice(from).some((l) => l.event === "generation_abandoned");
+  const exited = await sup.waitFor((l) => l.event === "worker_exited" && l.pid === abandonedPid, 5000, from).then((l) => l.signal, () => "still running");
+  const abandonedAlive = abandonedPid === undefined ? [] : [isAlive(abandonedPid)];
+  return { capBnd: capBnd(sup.pid), mode, tags, uids, reloads, abandoned, exited, abandonedAlive };
 });
