@@ -34,11 +34,14 @@ export class ConfigWatch {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastHash: string | undefined;
+  /** The content the last reload (or the start) read. */
+  private readHash: string | undefined;
 
   constructor(private readonly file: string, private readonly onChange: () => void, private readonly log: Logger) {}
 
   async start(): Promise<void> {
     this.lastHash = await contentHash(this.file);
+    this.readHash = this.lastHash;
     const dir = path.dirname(path.resolve(this.file));
     this.watcher = chokidar.watch(dir, { depth: 0, ignoreInitial: true, followSymlinks: false, atomic: false });
     this.watcher.on("all", () => this.schedule());
@@ -54,6 +57,13 @@ export class ConfigWatch {
    */
   async remember(): Promise<void> {
     this.lastHash = await contentHash(this.file);
+    this.readHash = this.lastHash;
+  }
+
+  /** Whether the file holds what the last reload read (a file that cannot be read never does). */
+  async unchangedSinceRead(): Promise<boolean> {
+    const hash = await contentHash(this.file);
+    return hash !== undefined && hash === this.readHash;
   }
 
   private schedule(): void {

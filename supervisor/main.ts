@@ -94,6 +94,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     await watch.remember();
   };
   supervisor.onReloadEnd = () => notifier.ready(supervisor);
+  supervisor.fileUnchanged = () => watch.unchangedSinceRead();
 
   let admin: import("node:http").Server | undefined;
   let control: import("node:net").Server | undefined;
