@@ -90,6 +90,26 @@ async function goodReload(t: ExecutionContext, sup: RunningSupervisor, expectGen
   t.is(s.lastReload?.ok, true);
 }
 
+/**
+ * Two workers on two ports, and the fault file every starting worker reads:
+ * written just before a reload, it hits the new generation only.
+ */
+async function withFaultFile(t: ExecutionContext, startTimeoutSeconds: number): Promise<{ sup: RunningSupervisor; ports: number[]; faultFile: string }> {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const ports = await freePorts(2);
+  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
+  fs.writeFileSync(faultFile, "");
+  const sup = await startSupervisor({
+    config: config(app("echo", ports, [target])),
+    workers: 2,
+    args: ["--access-log", "off", "--start-timeout", String(startTimeoutSeconds)],
+    env: { SWITCHYARD_FAULT_FILE: faultFile },
+  });
+  t.teardown(() => sup.stop());
+  return { sup, ports, faultFile };
+}
+
 function finish(t: ExecutionContext, load: Load): Promise<void> {
   return load.stop().then((r) => {
     t.log(`exchanges: ${JSON.stringify(r)}`);
@@ -165,19 +185,7 @@ test.serial("invalid JSON, a port in two apps, a port taken by another process: 
 });
 
 test.serial("a new generation that dies while starting, or never turns healthy, is rolled back; the old workers serve on", async (t) => {
-  const target = await startTarget("echo");
-  t.teardown(() => target.close());
-  const ports = await freePorts(2);
-  // Read by every starting worker: written just before a reload, it hits the new generation only.
-  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
-  fs.writeFileSync(faultFile, "");
-  const sup = await startSupervisor({
-    config: config(app("echo", ports, [target])),
-    workers: 2,
-    args: ["--access-log", "off", "--start-timeout", "3"],
-    env: { SWITCHYARD_FAULT_FILE: faultFile },
-  });
-  t.teardown(() => sup.stop());
+  const { sup, ports, faultFile } = await withFaultFile(t, 3);
   const oldPids = currentPids(await status(sup));
   t.is(oldPids.length, 2);
   const load = startLoad(ports, LOOPS, 60_000);
@@ -215,19 +223,8 @@ test.serial("a new generation that dies while starting, or never turns healthy, 
 });
 
 test.serial("a new worker that dies after its health check, before the rest of its generation is healthy, rolls the reload back", async (t) => {
-  const target = await startTarget("echo");
-  t.teardown(() => target.close());
-  const ports = await freePorts(2);
-  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
-  fs.writeFileSync(faultFile, "");
   // A start timeout far beyond the test's waits: the rollback must come from the exit, not from it.
-  const sup = await startSupervisor({
-    config: config(app("echo", ports, [target])),
-    workers: 2,
-    args: ["--access-log", "off", "--start-timeout", "60"],
-    env: { SWITCHYARD_FAULT_FILE: faultFile },
-  });
-  t.teardown(() => sup.stop());
+  const { sup, ports, faultFile } = await withFaultFile(t, 60);
   const load = startLoad(ports, LOOPS, 60_000);
   try {
     await load.progress(300);
