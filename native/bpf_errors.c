@@ -47,14 +47,9 @@ static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 napi_value throw_bpf(napi_env env, int err, const char *syscall, const char *detail,
                      const struct log_capture *cap, long index) {
-  char textbuf[64];
   char head[512];
   const char *code = sy_errno_name(err);
-  const char *text = sy_errno_text(err, textbuf, sizeof textbuf);
-  if (detail != NULL && detail[0] != '\0')
-    snprintf(head, sizeof head, "%s %s: %s", syscall, detail, text);
-  else
-    snprintf(head, sizeof head, "%s: %s", syscall, text);
+  sy_errno_message(head, sizeof head, err, syscall, detail);
 
   size_t log_len = cap != NULL ? cap->len : 0;
   while (log_len > 0 && (cap->text[log_len - 1] == '\n' || cap->text[log_len - 1] == ' ')) log_len--;

@@ -92,6 +92,16 @@ static inline const char *sy_errno_text(int err, char *buf, size_t len) {
 #endif
 }
 
+/* "syscall detail: text of errno" (detail may be NULL or empty) into buf. */
+static inline void sy_errno_message(char *buf, size_t size, int err, const char *syscall, const char *detail) {
+  char textbuf[64];
+  const char *text = sy_errno_text(err, textbuf, sizeof textbuf);
+  if (detail != NULL && detail[0] != '\0')
+    snprintf(buf, size, "%s %s: %s", syscall, detail, text);
+  else
+    snprintf(buf, size, "%s: %s", syscall, text);
+}
+
 /*
  * Throws Error{code: "EADDRINUSE", syscall: "bind", errno: -98} with message
  * "bind 127.0.0.1:80: Address already in use" (detail may be NULL).
@@ -99,14 +109,9 @@ static inline const char *sy_errno_text(int err, char *buf, size_t len) {
  * Always returns NULL so callers can `return sy_throw_errno(...)`.
  */
 static inline napi_value sy_throw_errno(napi_env env, int err, const char *syscall, const char *detail) {
-  char textbuf[64];
   char msg[512];
   const char *code = sy_errno_name(err);
-  const char *text = sy_errno_text(err, textbuf, sizeof textbuf);
-  if (detail != NULL && detail[0] != '\0')
-    snprintf(msg, sizeof msg, "%s %s: %s", syscall, detail, text);
-  else
-    snprintf(msg, sizeof msg, "%s: %s", syscall, text);
+  sy_errno_message(msg, sizeof msg, err, syscall, detail);
 
   napi_value js_code, js_msg, js_syscall, js_errno, error;
   if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code) != napi_ok ||

@@ -54,16 +54,15 @@ export class ConfigWatch {
    * or newer, so the watch need not ask for it again (a save followed by a
    * SIGHUP is one reload). Done after the reload instead, it would take in a
    * save made during the reload that the reload never read, and lose it.
+   * Resolves whether the content differs from what the previous reload read.
    */
-  async remember(): Promise<void> {
-    this.lastHash = await contentHash(this.file);
-    this.readHash = this.lastHash;
-  }
-
-  /** Whether the file holds what the last reload read (a file that cannot be read never does). */
-  async unchangedSinceRead(): Promise<boolean> {
+  async remember(): Promise<boolean> {
     const hash = await contentHash(this.file);
-    return hash !== undefined && hash === this.readHash;
+    // A file that cannot be read counts as changed: the reload will say what is wrong.
+    const changed = hash === undefined || hash !== this.readHash;
+    this.lastHash = hash;
+    this.readHash = hash;
+    return changed;
   }
 
   private schedule(): void {

@@ -89,12 +89,9 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     return 1;
   }
   sup = supervisor;
-  supervisor.onReloadStart = async () => {
-    notifier.reloading();
-    await watch.remember();
-  };
+  supervisor.onReloadStart = () => notifier.reloading();
   supervisor.onReloadEnd = () => notifier.ready(supervisor);
-  supervisor.fileUnchanged = () => watch.unchangedSinceRead();
+  supervisor.rememberFile = () => watch.remember();
 
   let admin: import("node:http").Server | undefined;
   let control: import("node:net").Server | undefined;

@@ -26,11 +26,12 @@ export class Supervisor {
   /** Called when a reload starts, awaited before the file is read, and when it ends (sd_notify, config watch). */
   onReloadStart: () => void | Promise<void> = () => undefined;
   /**
-   * Whether the config file holds what the last reload (or the start) read. A
-   * reload asked for by the watch alone is skipped then: the watch saw a save
-   * that a reload triggered otherwise (SIGHUP, ctl) had already read.
+   * Notes the config file's content as read by this reload; resolves whether it
+   * differs from what the last reload (or the start) read. A reload asked for
+   * by the watch alone is skipped when it does not: the watch saw a save that a
+   * reload triggered otherwise (SIGHUP, ctl) had already read.
    */
-  fileUnchanged: () => Promise<boolean> = async () => false;
+  rememberFile: () => Promise<boolean> = async () => true;
   onReloadEnd: (r: ReloadResult) => void = () => undefined;
 
   constructor(readonly options: RunOptions, readonly provider: ListenerProvider, readonly log: Logger) {
@@ -68,7 +69,7 @@ export class Supervisor {
 
   private async reload(source: string): Promise<ReloadResult> {
     await this.started;
-    if (source === "file" && (await this.fileUnchanged())) {
+    if (!(await this.rememberFile()) && source === "file") {
       this.log.info({ event: "reload_skipped", source, reason: "the file holds what the last reload read" });
       return this.lastReload ?? { ok: true, generation: this.pool.current?.number ?? 0, durationMs: 0, source, at: new Date().toISOString() };
     }

@@ -3,19 +3,25 @@
 import test, { type ExecutionContext } from "ava";
 import net from "node:net";
 import { once } from "node:events";
-import { runCli, startSupervisor } from "./helpers/supervisor.js";
+import { runCli, startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
 import { adminGet, within } from "./helpers/core.js";
 import { childPids, isAlive } from "./helpers/procfs.js";
 
-async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT"): Promise<void> {
+/** A supervisor carrying one port to an echo target; both stopped at teardown. */
+async function echoSupervisor(t: ExecutionContext, workers: number, drainTimeout: number): Promise<{ sup: RunningSupervisor; port: number }> {
   const target = await startTarget("echo");
-  const [port] = await freePorts(1);
-  const sup = await startSupervisor({ config: { Apps: [{ Name: "stop", Ports: [port!], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 2, drainTimeout: 10 });
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "stop", Ports: [port], Targets: [`127.0.0.1:${target.port}`] }] }, workers, drainTimeout });
   t.teardown(async () => {
     await sup.stop("SIGKILL");
     await target.close();
   });
+  return { sup, port };
+}
+
+async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT"): Promise<void> {
+  const { sup, port } = await echoSupervisor(t, 2, 10);
   const children = childPids(sup.pid);
   t.is(children.length, 2, `children: ${children.join(",")}`);
 
@@ -67,13 +73,7 @@ test("SIGTERM: the open exchange completes, exit 0, no child left", drainsAndExi
 test("SIGINT behaves like SIGTERM", drainsAndExits, "SIGINT");
 
 test("--drain-timeout 0: SIGTERM closes the open connection at once and exits 0", async (t) => {
-  const target = await startTarget("echo");
-  const [port] = await freePorts(1);
-  const sup = await startSupervisor({ config: { Apps: [{ Name: "now", Ports: [port!], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 1, drainTimeout: 0 });
-  t.teardown(async () => {
-    await sup.stop("SIGKILL");
-    await target.close();
-  });
+  const { sup, port } = await echoSupervisor(t, 1, 0);
   const client = net.connect({ port: port!, host: "127.0.0.1" });
   t.teardown(() => client.destroy());
   await once(client, "connect");

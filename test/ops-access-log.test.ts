@@ -1,12 +1,12 @@
 // The access log: one JSON line per connection with the fields the README
 // documents, bytes each way and the target; SIGUSR1 reopens the file for
 // logrotate without tearing a line; `off` writes nothing.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { once } from "node:events";
-import { repoRoot, runCli, startSupervisor, tempDir, type LogLine } from "./helpers/supervisor.js";
+import { repoRoot, runCli, startSupervisor, tempDir, type LogLine, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, startLoad } from "./helpers/reload.js";
 import { within } from "./helpers/core.js";
@@ -47,6 +47,17 @@ function readmeFields(): string[] {
   const rows = section.split("\n").slice(2).filter((l) => l.startsWith("|"));
   const end = section.split("\n").slice(2).findIndex((l) => !l.startsWith("|"));
   return rows.slice(0, end < 0 ? undefined : end).flatMap((row) => [...row.split("|")[1]!.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!));
+}
+
+/** Two workers carrying app `name` on one port to an echo target, the access log in a fresh file. */
+async function loggingToFile(t: ExecutionContext, name: string): Promise<{ sup: RunningSupervisor; port: number; file: string }> {
+  const target = await startTarget("echo");
+  t.teardown(() => target.close());
+  const [port] = (await freePorts(1)) as [number];
+  const file = path.join(tempDir("switchyard-access-"), "access.log");
+  const sup = await startSupervisor({ config: config(app(name, [port], [target])), workers: 2, args: ["--access-log", file] });
+  t.teardown(() => sup.stop("SIGKILL"));
+  return { sup, port, file };
 }
 
 function readLines(file: string): Record<string, unknown>[] {
@@ -104,12 +115,7 @@ test("--access-log FILE: one line per connection, bytes each way, target, the RE
 });
 
 test("SIGUSR1 reopens the file: after a rename, new connections go to the new file, the renamed one holds whole lines", async (t) => {
-  const target = await startTarget("echo");
-  t.teardown(() => target.close());
-  const [port] = (await freePorts(1)) as [number];
-  const file = path.join(tempDir("switchyard-access-"), "access.log");
-  const sup = await startSupervisor({ config: config(app("rot", [port], [target])), workers: 2, args: ["--access-log", file] });
-  t.teardown(() => sup.stop("SIGKILL"));
+  const { sup, port, file } = await loggingToFile(t, "rot");
 
   const load = startLoad([port], 8, 30_000);
   let marker: number;
@@ -179,12 +185,7 @@ test("stdout by default; --access-log off writes none", async (t) => {
 });
 
 test("USR1 sent to every process (`systemctl kill -s USR1` without --kill-whom=main): workers ignore it, no inspector opens", async (t) => {
-  const target = await startTarget("echo");
-  t.teardown(() => target.close());
-  const [port] = (await freePorts(1)) as [number];
-  const file = path.join(tempDir("switchyard-access-"), "access.log");
-  const sup = await startSupervisor({ config: config(app("usr1", [port], [target])), workers: 2, args: ["--access-log", file] });
-  t.teardown(() => sup.stop("SIGKILL"));
+  const { sup, port, file } = await loggingToFile(t, "usr1");
   const workers = childPids(sup.pid);
   t.is(workers.length, 2);
   const mark = sup.logs.length;

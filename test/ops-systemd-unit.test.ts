@@ -1,7 +1,7 @@
 // The systemd unit and `make install`'s script: install.sh lays out a
 // self-contained tree (staged with DESTDIR, never touching /etc here), and
 // `systemd-analyze verify` accepts the unit exactly as installed.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import fs from "node:fs";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
@@ -119,16 +119,22 @@ interface CapsResult {
   error?: string;
 }
 
+/** The unit's CapabilityBoundingSet, lower case; undefined (the test passed as skipped) without setpriv or unshare. */
+function unitCapsOrSkip(t: ExecutionContext): string[] | undefined {
+  if (spawnSync("sh", ["-c", "command -v setpriv && command -v unshare"]).status !== 0) {
+    t.log("setpriv or unshare missing (Debian package util-linux; `make deps`): skipped");
+    t.pass();
+    return undefined;
+  }
+  return (settings(fs.readFileSync(unitSource, "utf8")).get("CapabilityBoundingSet")?.[0] ?? "").toLowerCase().split(" ");
+}
+
 // CAP_BPF 39, CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21, CAP_NET_BIND_SERVICE 10, CAP_SETUID 7, CAP_SETGID 6, CAP_KILL 5.
 const CAP_BITS: Record<string, bigint> = { cap_bpf: 39n, cap_net_admin: 12n, cap_sys_admin: 21n, cap_net_bind_service: 10n, cap_setuid: 7n, cap_setgid: 6n, cap_kill: 5n };
 
 test("the unit's capability bounding set is enough: BPF steering, port 80, workers as nobody, SIGKILL of a nobody worker (rollback)", async (t) => {
-  if (spawnSync("sh", ["-c", "command -v setpriv && command -v unshare"]).status !== 0) {
-    t.log("setpriv or unshare missing (Debian package util-linux; `make deps`): skipped");
-    t.pass();
-    return;
-  }
-  const unitCaps = (settings(fs.readFileSync(unitSource, "utf8")).get("CapabilityBoundingSet")?.[0] ?? "").toLowerCase().split(" ");
+  const unitCaps = unitCapsOrSkip(t);
+  if (!unitCaps) return;
   const r = await scenarioResult<CapsResult>(t, "ops-unit-caps", { env: { SWITCHYARD_TEST_CAPS: unitCaps.join(",") } });
   t.is(BigInt(`0x${r.capBnd}`), unitCaps.reduce((bits, c) => bits | (1n << CAP_BITS[c]!), 0n), "the supervisor ran with exactly the unit's bounding set");
   t.is(r.mode, "bpf");
@@ -141,12 +147,8 @@ test("the unit's capability bounding set is enough: BPF steering, port 80, worke
 });
 
 test("without CAP_KILL the supervisor could not kill its own nobody workers (why the unit keeps it)", async (t) => {
-  if (spawnSync("sh", ["-c", "command -v setpriv && command -v unshare"]).status !== 0) {
-    t.log("setpriv or unshare missing: skipped");
-    t.pass();
-    return;
-  }
-  const unitCaps = (settings(fs.readFileSync(unitSource, "utf8")).get("CapabilityBoundingSet")?.[0] ?? "").toLowerCase().split(" ");
+  const unitCaps = unitCapsOrSkip(t);
+  if (!unitCaps) return;
   const r = await scenarioResult<CapsResult>(t, "ops-unit-caps", { env: { SWITCHYARD_TEST_CAPS: unitCaps.filter((c) => c !== "cap_kill").join(",") } });
   t.is(BigInt(`0x${r.capBnd}`) & (1n << CAP_BITS.cap_kill!), 0n);
   t.is(r.mode, "bpf");
