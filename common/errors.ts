@@ -14,6 +14,7 @@ export type ErrorCode =
   | "CONTROL_DENIED"
   | "CONTROL_UNREACHABLE"
   | "ACCESS_LOG_FAILED"
+  | "RUNTIME_DIR_IN_USE"
   | "USAGE";
 
 export class SwitchyardError extends Error {

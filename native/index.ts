@@ -40,6 +40,7 @@ interface Binding {
   setRecvTimeout(sock: number, ms: number): void;
   closeFd(fd: number): void;
   getPeerCred(fd: number): PeerCred;
+  lockExclusive(fd: number): void;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -92,6 +93,11 @@ export function closeFd(fd: number): void {
 
 export function getPeerCred(fd: number): PeerCred {
   return binding.getPeerCred(fd);
+}
+
+/** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */
+export function lockExclusive(fd: number): void {
+  binding.lockExclusive(fd);
 }
 
 /** The raw addon, for the other facades in native/ (steering.ts); not for use elsewhere. */

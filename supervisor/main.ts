@@ -10,10 +10,16 @@ import { startControl } from "./control.js";
 import { ConfigWatch } from "./config-watch.js";
 import { chooseSteering } from "./steering-select.js";
 import { SystemdNotifier } from "./systemd.js";
+import { claimRuntimeDir } from "./runtime-dir-lock.js";
 
 export async function runSupervisor(argv: string[]): Promise<number> {
   const options = parseRunArgs(argv);
   const log = createLogger({ role: "supervisor" });
+  const reportStartFailure = (err: unknown): void => {
+    const e = err as SwitchyardError;
+    log.error({ event: "start_failed", code: e.code, reason: e.message });
+    process.stderr.write(`switchyard: ${e.message}\n`);
+  };
 
   // Signals are handled from the first moment: Node's default for HUP, TERM
   // and INT is to die, and HUP must reload, TERM and INT stop with status 0,
@@ -38,6 +44,13 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     requestReload("sighup");
   });
   process.on("SIGUSR1", () => sup?.accessLog.reopen());
+
+  try {
+    claimRuntimeDir(options.runtimeDir);
+  } catch (err) {
+    reportStartFailure(err);
+    return 1;
+  }
 
   // The watch starts before the first read of the file, so that no save made
   // after that read can go unnoticed, however long the start takes.
@@ -71,9 +84,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   try {
     provider = chooseSteering(options.steering, log);
   } catch (err) {
-    const e = err as SwitchyardError;
-    log.error({ event: "start_failed", code: e.code, reason: e.message });
-    process.stderr.write(`switchyard: ${e.message}\n`);
+    reportStartFailure(err);
     await watch.close();
     return 1;
   }
@@ -81,9 +92,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   try {
     supervisor = new Supervisor(options, provider, log);
   } catch (err) {
-    const e = err as SwitchyardError;
-    log.error({ event: "start_failed", code: e.code, reason: e.message });
-    process.stderr.write(`switchyard: ${e.message}\n`);
+    reportStartFailure(err);
     provider.closeAll();
     await watch.close();
     return 1;
@@ -125,9 +134,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
       await finished;
       return 0;
     }
-    const e = err as SwitchyardError;
-    log.error({ event: "start_failed", code: e.code, reason: e.message });
-    process.stderr.write(`switchyard: ${e.message}\n`);
+    reportStartFailure(err);
     await watch.close();
     await supervisor.stop().catch(() => undefined);
     admin?.close();

@@ -1,12 +1,15 @@
 // The native addon against real sockets on loopback.
 import test, { type ExecutionContext } from "ava";
-import { readdirSync } from "node:fs";
+import fs, { readdirSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import net from "node:net";
 import { once } from "node:events";
 import {
   closeFd,
   getPeerCred,
   listenTcp,
+  lockExclusive,
   recvFds,
   sendFds,
   setRecvTimeout,
@@ -238,4 +241,19 @@ test.serial("1000 listen/close and send/recv cycles leak no fd, error paths incl
   closeFd(b);
   t.is(ok, 3000);
   t.is(openFdCount(), before);
+});
+
+test("lockExclusive: one holder per file; the next gets EAGAIN from flock until the holder closes", (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-lock-"));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "lock");
+  // flock locks belong to the open file description: two opens contend even in one process.
+  const holder = fs.openSync(file, "w");
+  const next = fs.openSync(file, "r");
+  t.teardown(() => fs.closeSync(next));
+  lockExclusive(holder);
+  throwsSyscall(t, () => lockExclusive(next), "EAGAIN", "flock");
+  fs.closeSync(holder);
+  t.notThrows(() => lockExclusive(next));
+  throwsSyscall(t, () => lockExclusive(1_000_000), "EBADF", "flock");
 });

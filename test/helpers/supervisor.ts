@@ -17,6 +17,8 @@ export interface SupervisorOptions {
   config?: unknown;
   /** Run on this existing file (e.g. a symlink the test laid out) instead of writing `config`. */
   configPath?: string;
+  /** Default: a fresh directory of the test's own. */
+  runtimeDir?: string;
   workers?: number;
   drainTimeout?: number;
   steering?: "auto" | "bpf" | "ports";
@@ -64,7 +66,7 @@ process.on("exit", () => {
 export async function startSupervisor(opts: SupervisorOptions): Promise<RunningSupervisor> {
   const dir = tempDir();
   const configPath = opts.configPath ?? path.join(dir, "config.json");
-  const runtimeDir = path.join(dir, "run");
+  const runtimeDir = opts.runtimeDir ?? path.join(dir, "run");
   if (opts.configPath === undefined) writeJson(configPath, opts.config);
   const args = [
     cli, "run", "--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", runtimeDir,

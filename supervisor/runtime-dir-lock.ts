@@ -1,0 +1,34 @@
+import fs from "node:fs";
+import path from "node:path";
+import { lockExclusive } from "../native/index.js";
+import { SwitchyardError } from "../common/errors.js";
+
+const LOCK_FILE = "supervisor.lock";
+
+/**
+ * Claims the runtime dir for this supervisor for as long as it lives. A second
+ * `switchyard run` on the same dir would replace the first one's control socket
+ * and its workers' health sockets, leaving it unreachable by `ctl` and unable
+ * to reload. The flock dies with the process, so a crash leaves nothing stale.
+ */
+export function claimRuntimeDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const file = path.join(dir, LOCK_FILE);
+  // Opened close-on-exec (libuv always is): workers never hold the lock.
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  try {
+    lockExclusive(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EWOULDBLOCK" && code !== "EAGAIN") {
+      fs.closeSync(fd);
+      throw err;
+    }
+    const holder = fs.readFileSync(file, "utf8").trim() || "unknown";
+    fs.closeSync(fd);
+    throw new SwitchyardError("RUNTIME_DIR_IN_USE", `runtime dir ${dir} is in use by another switchyard supervisor (pid ${holder}); give this one its own --runtime-dir`);
+  }
+  fs.ftruncateSync(fd, 0);
+  fs.writeSync(fd, `${process.pid}\n`, 0);
+  // fd stays open on purpose: closing it would release the lock.
+}
