@@ -95,3 +95,16 @@ test("a closed target port next to a live one: all 50 connections succeed throug
   const failure = await sup.waitFor((l) => l.event === "upstream_connect_failed" && l.target === `127.0.0.1:${closedPort}`, 5000);
   t.is(failure.reason, "refused");
 });
+
+test("targets given by name: localhost is reached, and a name that does not resolve costs no connection", async (t) => {
+  const live = await startTarget("named", { tag: true });
+  const [port] = await freePorts(1);
+  // `.invalid` never resolves (RFC 2606): the worker moves on to the next target.
+  const config = { Apps: [{ Name: "named", Ports: [port!], Targets: ["no-such-host.invalid:80", `localhost:${live.port}`] }] };
+  const sup = await startSupervisor({ config, workers: 1 });
+  cleanup(t, sup, [live]);
+  const served = await inParallel(Array.from({ length: 20 }, (_, i) => i), 4, () => whoServes(port!));
+  t.deepEqual([...new Set(served)], ["named"]);
+  const failure = await sup.waitFor((l) => l.event === "upstream_connect_failed" && l.target === "no-such-host.invalid:80", 5000);
+  t.is(failure.reason, "error");
+});

@@ -5,6 +5,7 @@ import type { ReceivedListener } from "./handoff.js";
 import { Router } from "./router.js";
 import { balancerFor } from "./balancers/index.js";
 import { TargetHealth } from "./target-health.js";
+import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 
 const LISTEN_BACKLOG = 4096;
@@ -31,7 +32,10 @@ export class Acceptor {
     private readonly log: Logger,
   ) {
     this.router = new Router(plan, listeners.map((l) => l.spec));
-    for (const app of plan.apps) this.runtimes.set(app.name, { app, balancer: balancerFor(app) });
+    const dns = new DnsCache({
+      onStale: (host, err, addresses) => log.warn({ event: "dns_refresh_failed", host, code: err.code, using: addresses.map((a) => a.address) }),
+    });
+    for (const app of plan.apps) this.runtimes.set(app.name, { app, balancer: balancerFor(app), lookup: dns.lookup });
     this.connHooks = {
       wantsAddresses: hooks.wantsAddresses,
       onUpstreamFailure: (app, f) => hooks.onUpstreamFailure(app, f),

@@ -13,8 +13,9 @@ export interface ConnectFailure {
  * the promise chain (plus its microtask hops) was a measurable share of a
  * worker's CPU under connection-per-request load.
  */
-export function connectTarget(target: Target, timeoutMs: number, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): void {
-  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+export function connectTarget(target: Target, timeoutMs: number, lookup: net.LookupFunction, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): void {
+  // `lookup` is used only for names: Node connects to an IP literal directly.
+  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup });
   const onTimeout = (): void => {
     socket.removeListener("connect", onConnect);
     socket.removeListener("error", onError);
@@ -41,6 +42,7 @@ export function connectTarget(target: Target, timeoutMs: number, done: (f: Conne
 export function connectFirst(
   targets: readonly Target[],
   timeoutMs: number,
+  lookup: net.LookupFunction,
   onFailure: (f: ConnectFailure) => void,
   isCancelled: () => boolean,
   done: (connected: { socket: net.Socket; target: Target } | undefined) => void,
@@ -49,7 +51,7 @@ export function connectFirst(
   const next = (): void => {
     const target = targets[i++];
     if (target === undefined || isCancelled()) return done(undefined);
-    connectTarget(target, timeoutMs, (f, socket) => {
+    connectTarget(target, timeoutMs, lookup, (f, socket) => {
       if (f) {
         onFailure(f);
         return next();

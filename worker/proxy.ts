@@ -50,6 +50,8 @@ export interface ProxyHooks {
 export interface AppRuntime {
   app: AppPlan;
   balancer: Balancer;
+  /** Resolves the names among the app's targets (the worker's DnsCache). */
+  lookup: net.LookupFunction;
 }
 
 /**
@@ -86,12 +88,13 @@ export class ProxiedConnection {
   start(): void {
     const runtime = this.runtime;
     if (!runtime) return this.fail("no_app");
-    const { app, balancer } = runtime;
+    const { app, balancer, lookup } = runtime;
     // Until the target answers, the client's bytes wait in its socket buffer.
     this.client.pause();
     connectFirst(
       balancer.order(this.health.isUp),
       app.connectTimeoutMs,
+      lookup,
       (f) => {
         this.health.failed(f.target);
         this.hooks.onUpstreamFailure(app, f);

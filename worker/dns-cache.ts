@@ -1,0 +1,103 @@
+import dns from "node:dns";
+import type { LookupFunction } from "node:net";
+
+export type Resolve = (host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void) => void;
+
+const systemResolve: Resolve = (host, done) => dns.lookup(host, { all: true }, done);
+
+/** How long resolved addresses are used before they are looked up again. */
+export const DNS_REFRESH_MS = 5000;
+
+interface Entry {
+  addresses: dns.LookupAddress[] | undefined;
+  resolvedAt: number;
+  /** Callers waiting for the first answer; undefined when no lookup runs. */
+  waiting: ((err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void)[] | undefined;
+  /** A refresh has failed since the last success: failures are reported once per streak. */
+  failing: boolean;
+}
+
+export interface DnsCacheOptions {
+  resolve?: Resolve;
+  now?: () => number;
+  refreshMs?: number;
+  /** A refresh failed; the last addresses keep being used. Called once per failure streak. */
+  onStale?: (host: string, err: NodeJS.ErrnoException, addresses: readonly dns.LookupAddress[]) => void;
+}
+
+/**
+ * The `lookup` of a worker's upstream connections to targets given by name.
+ * Without it every connection would wait for a getaddrinfo on libuv's four
+ * threads, and a DNS outage would fail every connection to a target that is
+ * itself fine. Names are looked up once, concurrent connections share the
+ * answer, and after DNS_REFRESH_MS the answer is refreshed in the background
+ * while connections keep using it; a failed refresh keeps the last answer.
+ */
+export class DnsCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly resolve: Resolve;
+  private readonly now: () => number;
+  private readonly refreshMs: number;
+  private readonly onStale: NonNullable<DnsCacheOptions["onStale"]>;
+
+  constructor(opts: DnsCacheOptions = {}) {
+    this.resolve = opts.resolve ?? systemResolve;
+    this.now = opts.now ?? Date.now;
+    this.refreshMs = opts.refreshMs ?? DNS_REFRESH_MS;
+    this.onStale = opts.onStale ?? (() => undefined);
+  }
+
+  /** For net.connect({ lookup }): answers `all: true` (happy eyeballs) and single-address calls. */
+  readonly lookup: LookupFunction = (host, options, callback) => {
+    this.addresses(host, (err, all) => {
+      const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all;
+      if (!err && wanted.length === 0) err = notFound(host);
+      if (err) return options.all ? callback(err, []) : callback(err, "", 0);
+      if (options.all) return callback(null, wanted);
+      const first = wanted[0]!;
+      callback(null, first.address, first.family);
+    });
+  };
+
+  private addresses(host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void): void {
+    const entry = this.entries.get(host);
+    if (entry?.addresses) {
+      if (this.now() - entry.resolvedAt >= this.refreshMs && !entry.waiting) this.refresh(host, entry);
+      return done(null, entry.addresses);
+    }
+    if (entry?.waiting) {
+      entry.waiting.push(done);
+      return;
+    }
+    const fresh: Entry = { addresses: undefined, resolvedAt: 0, waiting: [done], failing: false };
+    this.entries.set(host, fresh);
+    this.refresh(host, fresh);
+  }
+
+  private refresh(host: string, entry: Entry): void {
+    entry.waiting ??= [];
+    this.resolve(host, (err, addresses) => {
+      const waiting = entry.waiting ?? [];
+      entry.waiting = undefined;
+      if (!err && addresses.length > 0) {
+        entry.addresses = addresses;
+        entry.resolvedAt = this.now();
+        entry.failing = false;
+      } else if (entry.addresses) {
+        // Try again after another period rather than on every connection.
+        entry.resolvedAt = this.now();
+        if (!entry.failing) this.onStale(host, err ?? notFound(host), entry.addresses);
+        entry.failing = true;
+      } else {
+        // Never resolved: nothing to keep, so the next connection asks again.
+        this.entries.delete(host);
+      }
+      const result = entry.addresses;
+      for (const w of waiting) result ? w(null, result) : w(err ?? notFound(host), []);
+    });
+  }
+}
+
+function notFound(host: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND", syscall: "getaddrinfo", hostname: host });
+}
