@@ -1,6 +1,7 @@
 // Targets and clients for tests: real sockets on 127.0.0.1.
 import net from "node:net";
 import crypto from "node:crypto";
+import fs from "node:fs";
 
 export interface Target {
   port: number;
@@ -36,8 +37,39 @@ export async function startTarget(name: string, opts: { tag?: boolean } = {}): P
   return t as Target;
 }
 
-/** Ports that were free a moment ago (the kernel picked them). */
+/**
+ * Where tests pick ports: below the kernel's ephemeral range, so that no
+ * outgoing connection (of this test, a parallel one, or a worker's upstream)
+ * can take a port between the moment it is picked and the moment it is bound.
+ */
+function pickRange(): [number, number] | undefined {
+  const low = 10_000;
+  const ephemeralStart = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+  return ephemeralStart - 1 > low + 1000 ? [low, ephemeralStart - 1] : undefined;
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    // "::" is dual-stack: free there means free on 0.0.0.0 and :: alike.
+    s.listen(port, "::", () => s.close(() => resolve(true)));
+  });
+}
+
+/** Ports that were free a moment ago, from outside the ephemeral range when there is room. */
 export async function freePorts(n: number): Promise<number[]> {
+  const range = pickRange();
+  if (!range) return kernelPickedPorts(n);
+  const ports = new Set<number>();
+  while (ports.size < n) {
+    const p = crypto.randomInt(range[0], range[1] + 1);
+    if (!ports.has(p) && (await canBind(p))) ports.add(p);
+  }
+  return [...ports];
+}
+
+async function kernelPickedPorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
       const s = net.createServer();
