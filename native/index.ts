@@ -28,6 +28,14 @@ export interface ListenOptions {
   reusePort?: boolean;
   /** Bind an address not (yet) configured on this host. */
   freebind?: boolean;
+  /** TCP_NODELAY, inherited by every accepted connection. */
+  noDelay?: boolean;
+  /** SO_KEEPALIVE with this TCP_KEEPIDLE (seconds), inherited by every accepted connection. */
+  keepAliveIdleS?: number;
+  /** TCP_KEEPINTVL (seconds), with keepAliveIdleS. */
+  keepAliveIntervalS?: number;
+  /** TCP_KEEPCNT, with keepAliveIdleS. */
+  keepAliveProbes?: number;
 }
 
 interface Binding {

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -30,6 +31,21 @@ static bool get_opt_bool(napi_env env, napi_value opts, const char *key, bool *v
     return sy_throw_arg(env, false, name, "of type boolean");
   }
   return sy_napi_ok(env, napi_get_value_bool(env, v, value), "napi_get_value_bool");
+}
+
+/* Reads an optional integer property (min..max) of an options object; *has says whether it was there. */
+static bool get_opt_int(napi_env env, napi_value opts, const char *key, int64_t min, int64_t max, int64_t *value, bool *has) {
+  napi_value v;
+  napi_valuetype type;
+  *has = false;
+  if (!sy_napi_ok(env, napi_has_named_property(env, opts, key, has), "napi_has_named_property")) return false;
+  if (!*has) return true;
+  if (!sy_napi_ok(env, napi_get_named_property(env, opts, key, &v), "napi_get_named_property")) return false;
+  if (!sy_napi_ok(env, napi_typeof(env, v, &type), "napi_typeof")) return false;
+  if (type == napi_undefined) return (*has = false, true);
+  char name[64];
+  snprintf(name, sizeof name, "opts.%s", key);
+  return sy_get_int(env, v, name, min, max, value);
 }
 
 static int set_int_opt(int fd, int level, int name, int value) {
@@ -60,12 +76,18 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   if (!sy_get_int(env, argv[1], "port", 0, 65535, &port)) return NULL;
   if (!sy_get_int(env, argv[2], "backlog", 0, INT32_MAX, &backlog)) return NULL;
 
-  bool v6only = true, reuse_port = false, freebind = false;
+  bool v6only = true, reuse_port = false, freebind = false, no_delay = false;
+  bool keepalive = false, has_intvl = false, has_probes = false;
+  int64_t keep_idle = 0, keep_intvl = 0, keep_probes = 0;
   NAPI_CALL(env, napi_typeof(env, argv[3], &type));
   if (type == napi_object) {
     if (!get_opt_bool(env, argv[3], "v6only", &v6only) ||
         !get_opt_bool(env, argv[3], "reusePort", &reuse_port) ||
-        !get_opt_bool(env, argv[3], "freebind", &freebind))
+        !get_opt_bool(env, argv[3], "freebind", &freebind) ||
+        !get_opt_bool(env, argv[3], "noDelay", &no_delay) ||
+        !get_opt_int(env, argv[3], "keepAliveIdleS", 1, 32767, &keep_idle, &keepalive) ||
+        !get_opt_int(env, argv[3], "keepAliveIntervalS", 1, 32767, &keep_intvl, &has_intvl) ||
+        !get_opt_int(env, argv[3], "keepAliveProbes", 1, 127, &keep_probes, &has_probes))
       return NULL;
   } else if (type != napi_undefined && type != napi_null) {
     return (sy_throw_arg(env, false, "opts", "of type object"), NULL);
@@ -106,6 +128,19 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   /* IP_FREEBIND at SOL_IP applies to IPv6 sockets too (shared inet flag). */
   if (freebind && set_int_opt(fd, IPPROTO_IP, IP_FREEBIND, 1) != 0)
     return close_and_throw(env, fd, errno, "setsockopt", "IP_FREEBIND");
+  /* Accepted connections inherit these from the listener: workers set nothing per connection. */
+  if (no_delay && set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) != 0)
+    return close_and_throw(env, fd, errno, "setsockopt", "TCP_NODELAY");
+  if (keepalive) {
+    if (set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1) != 0)
+      return close_and_throw(env, fd, errno, "setsockopt", "SO_KEEPALIVE");
+    if (set_int_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)keep_idle) != 0)
+      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPIDLE");
+    if (has_intvl && set_int_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, (int)keep_intvl) != 0)
+      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPINTVL");
+    if (has_probes && set_int_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)keep_probes) != 0)
+      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPCNT");
+  }
   if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) return close_and_throw(env, fd, errno, "bind", where);
   if (listen(fd, (int)backlog) != 0) return close_and_throw(env, fd, errno, "listen", where);
 

@@ -6,6 +6,7 @@ import { closeFd, listenTcp, socketInode } from "../native/index.js";
 import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../native/steering.js";
 import { ConflictReport, ListenerIndex } from "./listen-conflicts.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
+import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import { listeningSockets } from "./listening-sockets.js";
 
 const BACKLOG = 4096;
@@ -68,11 +69,11 @@ export class BpfListeners implements ListenerProvider {
       // An IPv4-mapped bind keeps the socket dual-stack (a plain [::1] bind makes it
       // IPv6-only, and sk_assign would refuse it IPv4 connections); reachable
       // without steering only at 127.0.0.1, on an ephemeral port.
-      return { name, slot, fd: listenTcp("::ffff:127.0.0.1", 0, BACKLOG, { v6only: false }), families: new Set([4, 6]) };
+      return { name, slot, fd: listenTcp("::ffff:127.0.0.1", 0, BACKLOG, { ...PROXY_LISTEN_OPTIONS, v6only: false }), families: new Set([4, 6]) };
     } catch (err) {
       if (!isSyscallError(err) || (err.code !== "EAFNOSUPPORT" && err.code !== "EADDRNOTAVAIL")) throw err;
       this.log.warn({ event: "ipv6_unavailable", app: name, code: err.code });
-      return { name, slot, fd: listenTcp("127.0.0.1", 0, BACKLOG), families: new Set([4]) };
+      return { name, slot, fd: listenTcp("127.0.0.1", 0, BACKLOG, PROXY_LISTEN_OPTIONS), families: new Set([4]) };
     }
   }
 

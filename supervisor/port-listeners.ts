@@ -3,6 +3,7 @@ import type { Logger } from "../common/log.js";
 import { SwitchyardError, isSyscallError } from "../common/errors.js";
 import { closeFd, listenTcp } from "../native/index.js";
 import { portListeners, type PortListenerSpec } from "./listener-layout.js";
+import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 
 const BACKLOG = 4096;
@@ -62,7 +63,7 @@ export class PortListeners implements ListenerProvider {
 
   private open(spec: PortListenerSpec): number | undefined {
     try {
-      return listenTcp(spec.host, spec.port, BACKLOG, { v6only: true });
+      return listenTcp(spec.host, spec.port, BACKLOG, { ...PROXY_LISTEN_OPTIONS, v6only: true });
     } catch (err) {
       const noIpv6 = isSyscallError(err) && (err.code === "EAFNOSUPPORT" || err.code === "EADDRNOTAVAIL");
       if (spec.family === 6 && spec.wildcard && noIpv6) {

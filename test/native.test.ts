@@ -119,6 +119,11 @@ test.serial("bad argument types throw TypeError/RangeError", (t) => {
   t.throws(() => listenTcp("127.0.0.1", 1.5, 16), { instanceOf: RangeError });
   t.throws(() => listenTcp(1 as unknown as string, 0, 16), { instanceOf: TypeError });
   t.throws(() => socketName("3" as unknown as number), { instanceOf: TypeError });
+  const before = openFdCount();
+  t.throws(() => listenTcp("127.0.0.1", 0, 16, { keepAliveIdleS: 0 }), { instanceOf: RangeError, message: /opts\.keepAliveIdleS/ });
+  t.throws(() => listenTcp("127.0.0.1", 0, 16, { keepAliveIdleS: 60, keepAliveProbes: 1000 }), { instanceOf: RangeError, message: /opts\.keepAliveProbes/ });
+  t.throws(() => listenTcp("127.0.0.1", 0, 16, { noDelay: 1 as unknown as boolean }), { instanceOf: TypeError, message: /opts\.noDelay/ });
+  t.is(openFdCount(), before, "options are read before the socket exists");
 });
 
 test.serial("three fds go through a socketPair with data intact", (t) => {

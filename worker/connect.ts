@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { Target } from "../config/plan.js";
+import { KEEPALIVE_IDLE_S } from "../common/tcp-keepalive.js";
 
 export interface ConnectFailure {
   target: Target;
@@ -15,7 +16,7 @@ export interface ConnectFailure {
  */
 export function connectTarget(target: Target, timeoutMs: number, lookup: net.LookupFunction, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): void {
   // `lookup` is used only for names: Node connects to an IP literal directly.
-  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup });
+  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_S * 1000 });
   const onTimeout = (): void => {
     socket.removeListener("connect", onConnect);
     socket.removeListener("error", onError);

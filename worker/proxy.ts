@@ -80,7 +80,7 @@ export class ProxiedConnection {
       this.clientPort = client.remotePort;
       this.localPort = client.localPort;
     }
-    client.setNoDelay(true);
+    // TCP_NODELAY and keepalive come from the listening socket (supervisor/proxy-listen-options.ts).
     client.on("error", () => this.fail("client_error"));
     client.on("close", () => this.maybeFinish());
   }
