@@ -3,17 +3,19 @@ import path from "node:path";
 import { lockExclusive } from "../native/index.js";
 import { SwitchyardError } from "../common/errors.js";
 
-const LOCK_FILE = "supervisor.lock";
-
 /**
- * Claims the runtime dir for this supervisor for as long as it lives. A second
- * `switchyard run` on the same dir would replace the first one's control socket
- * and its workers' health sockets, leaving it unreachable by `ctl` and unable
- * to reload. The flock dies with the process, so a crash leaves nothing stale.
+ * Claims the runtime dir for this supervisor, in this network namespace, for
+ * as long as it lives. A second `switchyard run` on the same dir in the same
+ * namespace (started twice by mistake) would replace the first one's control
+ * socket, leaving it unreachable by `ctl`; it could not serve the same ports
+ * anyway. Supervisors of other namespaces may share the dir (their health
+ * sockets carry their pid). The flock dies with the process: a crash leaves
+ * nothing stale.
  */
 export function claimRuntimeDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const file = path.join(dir, LOCK_FILE);
+  const netns = fs.statSync("/proc/self/ns/net").ino;
+  const file = path.join(dir, `supervisor-netns-${netns}.lock`);
   // Opened close-on-exec (libuv always is): workers never hold the lock.
   const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
   try {
@@ -26,7 +28,7 @@ export function claimRuntimeDir(dir: string): void {
     }
     const holder = fs.readFileSync(file, "utf8").trim() || "unknown";
     fs.closeSync(fd);
-    throw new SwitchyardError("RUNTIME_DIR_IN_USE", `runtime dir ${dir} is in use by another switchyard supervisor (pid ${holder}); give this one its own --runtime-dir`);
+    throw new SwitchyardError("RUNTIME_DIR_IN_USE", `runtime dir ${dir} is in use by another switchyard supervisor (pid ${holder}) in this network namespace; give this one its own --runtime-dir`);
   }
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);

@@ -76,7 +76,8 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
-    this.healthSocket = path.join(opts.runtimeDir, `worker-${opts.generation}-${opts.index}.sock`);
+    // The supervisor's pid in the name: supervisors of other network namespaces may share the dir.
+    this.healthSocket = path.join(opts.runtimeDir, `worker-${process.pid}-${opts.generation}-${opts.index}.sock`);
     const [ours, theirs] = socketPair();
     this.handoffSock = ours;
     try {

@@ -2,6 +2,7 @@
 // before it touches the first one's control or health sockets; the claim ends
 // with the supervisor, however it ends.
 import test from "ava";
+import fs from "node:fs";
 import path from "node:path";
 import { cli, runCommand, startSupervisor, writeJson, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
@@ -21,7 +22,7 @@ test("a second supervisor on the same runtime dir is refused; the first keeps it
   writeJson(otherConfig, { Apps: [{ Name: "b", Ports: [otherPort], Targets: [`127.0.0.1:${target.port}`] }] });
   const second = await runCommand("timeout", ["20", process.execPath, cli, "run", "--config", otherConfig, "--runtime-dir", first.runtimeDir, "--admin", "127.0.0.1:0", "--steering", "ports", "--workers", "1"], {});
   t.is(second.code, 1, second.stderr);
-  t.regex(second.stderr, new RegExp(`runtime dir ${first.runtimeDir} is in use by another switchyard supervisor \\(pid ${first.pid}\\)`));
+  t.regex(second.stderr, new RegExp(`runtime dir ${first.runtimeDir} is in use by another switchyard supervisor \\(pid ${first.pid}\\) in this network namespace`));
   t.regex(second.stdout, /"event":"start_failed","code":"RUNTIME_DIR_IN_USE"/);
 
   const status = await runCommand(process.execPath, [cli, "ctl", "--runtime-dir", first.runtimeDir, "status"]);
@@ -51,3 +52,26 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     t.is((JSON.parse(status.stdout) as { pid: number }).pid, next.pid);
   });
 }
+
+test("a supervisor in another network namespace may share the runtime dir: each reloads with its own workers' health sockets", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = (await freePorts(1)) as [number];
+  const config = { Apps: [{ Name: "a", Ports: [port], Targets: [`127.0.0.1:${target.port}`] }] };
+  const host = await startSupervisor({ config, workers: 1 });
+  // Its own namespace: its admin and ports are out of our reach, its log lines are not.
+  const other = await startSupervisor({ config, workers: 1, runtimeDir: host.runtimeDir, wrap: ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] });
+  t.teardown(async () => {
+    await other.stop("SIGKILL");
+    await host.stop("SIGKILL");
+    await target.close();
+  });
+  const sockets = fs.readdirSync(host.runtimeDir).filter((f) => f.startsWith("worker-")).sort();
+  t.deepEqual(sockets, [`worker-${host.pid}-1-0.sock`, `worker-${other.pid}-1-0.sock`].sort());
+  for (const sup of [host, other]) {
+    const mark = sup.logs.length;
+    process.kill(sup.pid, "SIGHUP");
+    const end = await sup.waitFor((l) => l.event === "reload_succeeded" || l.event === "reload_failed", 15_000, mark);
+    t.is(end.event, "reload_succeeded", JSON.stringify(end));
+  }
+  t.is((await exchange(port, "host")).toString(), "host");
+});
