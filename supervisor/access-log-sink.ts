@@ -7,6 +7,14 @@ import { SwitchyardError } from "../common/errors.js";
 const CLOSE_WAIT_MS = 2000;
 
 /**
+ * Lines waiting for a destination that does not keep up (a stuck disk, a FIFO
+ * whose reader stalled) are held up to this many bytes; past it new lines are
+ * dropped and counted, as a syslog socket would, rather than held without
+ * bound in the supervisor's memory. A healthy file never gets near it.
+ */
+export const ACCESS_LOG_MAX_PENDING_BYTES = 1024 * 1024;
+
+/**
  * Where the workers' access-log lines go: stdout, a file (reopened on
  * SIGUSR1, for logrotate), or nowhere. Workers write into pipes; only whole
  * lines are passed on, so lines of two workers never interleave.
@@ -15,6 +23,10 @@ export class AccessLogSink {
   private file: fs.WriteStream | undefined;
   /** Worker pipes not yet read to their end: a worker's exit event can come before its last lines. */
   private readonly open = new Set<Promise<void>>();
+  /** Lines dropped since start, for /metrics. */
+  droppedLines = 0;
+  /** Lines dropped since the destination last kept up; undefined while it does. */
+  private droppingSince: number | undefined;
 
   /** Throws ACCESS_LOG_FAILED when the file cannot be opened: better not to start than to drop every line. */
   constructor(private readonly destination: string, private readonly log: Logger) {
@@ -60,8 +72,25 @@ export class AccessLogSink {
 
   private write(lines: string): void {
     if (this.destination === "off") return;
-    if (this.file) this.file.write(lines);
-    else process.stdout.write(lines);
+    // stdout is synchronous for files and pipes on Linux: only a file stream queues.
+    const out = this.file ?? process.stdout;
+    // Once dropping, wait for half the buffer to drain: no flapping at the edge.
+    const limit = this.droppingSince === undefined ? ACCESS_LOG_MAX_PENDING_BYTES : ACCESS_LOG_MAX_PENDING_BYTES / 2;
+    if (out.writableLength > limit) {
+      let n = 0;
+      for (let i = lines.indexOf("\n"); i >= 0; i = lines.indexOf("\n", i + 1)) n++;
+      this.droppedLines += n;
+      if (this.droppingSince === undefined) {
+        this.droppingSince = this.droppedLines - n;
+        this.log.warn({ event: "access_log_dropping", file: this.destination, pending_bytes: out.writableLength });
+      }
+      return;
+    }
+    if (this.droppingSince !== undefined) {
+      this.log.warn({ event: "access_log_resumed", file: this.destination, dropped_lines: this.droppedLines - this.droppingSince });
+      this.droppingSince = undefined;
+    }
+    out.write(lines);
   }
 
   reopen(): void {

@@ -41,7 +41,7 @@ export class SupervisorMetrics {
   private readonly tracked = new Map<WorkerProcess, Tracked>();
   private seq = 0;
 
-  constructor(private readonly pool: Pool, steered: () => Map<string, number> | undefined) {
+  constructor(private readonly pool: Pool, steered: () => Map<string, number> | undefined, accessLogDropped: () => number) {
     this.reloads.inc({ result: "success" }, 0);
     this.reloads.inc({ result: "failure" }, 0);
     collectDefaultMetrics({ register: this.registry });
@@ -59,6 +59,15 @@ export class SupervisorMetrics {
           if (g.state === "stopped") continue;
           this.inc({ generation_state: g.state }, g.workers().filter((w) => w.state !== "exited").length);
         }
+      },
+    });
+    new Counter({
+      name: "switchyard_access_log_dropped_lines_total",
+      help: "Access-log lines dropped because the destination did not keep up",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(accessLogDropped());
       },
     });
     new Counter({

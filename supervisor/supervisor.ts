@@ -56,7 +56,7 @@ export class Supervisor {
         onAccessLog: (_w, stream) => this.accessLog.attach(stream),
       },
     });
-    this.metrics = new SupervisorMetrics(this.pool, () => provider.steeredCounts());
+    this.metrics = new SupervisorMetrics(this.pool, () => provider.steeredCounts(), () => this.accessLog.droppedLines);
     this.reloads = new ReloadQueue((source) => this.reload(source));
   }
 
