@@ -39,6 +39,7 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
     targets,
     balance: app.Balance ?? DEFAULT_BALANCE,
     connectTimeoutMs: app.ConnectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    idleTimeoutMs: app.IdleTimeoutMs ?? null,
   };
 }
 

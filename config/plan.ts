@@ -25,6 +25,8 @@ export interface AppPlan {
   balance: "round-robin";
   /** Milliseconds a worker waits for a target to accept before it tries the next. */
   connectTimeoutMs: number;
+  /** Milliseconds without a byte either way after which a connection is closed; null: never. */
+  idleTimeoutMs: number | null;
 }
 
 export interface Plan {

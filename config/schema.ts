@@ -15,6 +15,8 @@ export const BALANCERS = ["round-robin"] as const;
 export const DEFAULT_BALANCE: (typeof BALANCERS)[number] = "round-robin";
 export const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 export const MAX_CONNECT_TIMEOUT_MS = 60_000;
+/** A week: longer than any timer a worker could hold (setTimeout tops out near 24.8 days) needs no limit at all. */
+export const MAX_IDLE_TIMEOUT_MS = 604_800_000;
 
 /** zod's "expected array, received undefined" becomes "is required" or "must be …". */
 const requiredAs = (what: string) => (issue: { input?: unknown }) =>
@@ -36,7 +38,15 @@ const AddressEntry = z
   .string({ error: 'must be a string such as "127.0.0.1" or "fd00::/64"' })
   .superRefine(checkedBy(parsePrefix));
 
-const connectTimeoutRange = `must be 1-${MAX_CONNECT_TIMEOUT_MS}`;
+/** An integer number of milliseconds in 1..max, for the timeout keys. */
+const milliseconds = (max: number) => {
+  const range = `must be 1-${max}`;
+  return z
+    .number({ error: requiredAs("a number of milliseconds") })
+    .int({ error: "must be an integer number of milliseconds" })
+    .min(1, { error: range })
+    .max(max, { error: range });
+};
 
 export const AppSchema = z.strictObject(
   {
@@ -53,12 +63,8 @@ export const AppSchema = z.strictObject(
       .array(AddressEntry, { error: requiredAs('an array of addresses or CIDR prefixes, e.g. ["127.0.0.1", "fd00::/64"]') })
       .min(1, { error: "must not be empty; leave Addresses out to answer on every address" })
       .optional(),
-    ConnectTimeoutMs: z
-      .number({ error: requiredAs("a number of milliseconds") })
-      .int({ error: "must be an integer number of milliseconds" })
-      .min(1, { error: connectTimeoutRange })
-      .max(MAX_CONNECT_TIMEOUT_MS, { error: connectTimeoutRange })
-      .optional(),
+    ConnectTimeoutMs: milliseconds(MAX_CONNECT_TIMEOUT_MS).optional(),
+    IdleTimeoutMs: milliseconds(MAX_IDLE_TIMEOUT_MS).optional(),
     Balance: z
       .enum(BALANCERS, { error: `must be one of: ${BALANCERS.map((b) => JSON.stringify(b)).join(", ")}` })
       .optional(),

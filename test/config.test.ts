@@ -80,6 +80,8 @@ const invalid: Record<string, [string, RegExp]> = {
   "port-shared-overlapping.json": ["Apps[1].Ports[0]", /port 5001 .*overlap \("10\.0\.0\.0\/8" and "10\.1\.2\.3\/32"\)/],
   "connect-timeout-out-of-range.json": ["Apps[0].ConnectTimeoutMs", /^must be 1-60000$/],
   "connect-timeout-not-integer.json": ["Apps[0].ConnectTimeoutMs", /must be an integer/],
+  "idle-timeout-out-of-range.json": ["Apps[0].IdleTimeoutMs", /^must be 1-604800000$/],
+  "idle-timeout-not-integer.json": ["Apps[0].IdleTimeoutMs", /must be an integer/],
   "balance-unknown.json": ["Apps[0].Balance", /must be one of: "round-robin"/],
   "duplicate-key.json": ["Apps[0].Ports", /duplicate key \(first at line 3, column 20\)/],
   "syntax-missing-comma.json": ["", /invalid JSON at line 3, column 19: /],
@@ -132,7 +134,7 @@ test("the example from the DESIGN interface prints as `Apps[1].Ports[2]: must be
   t.deepEqual(err.problems.map(formatProblem), ["Apps[1].Ports[2]: must be 1-65535"]);
 });
 
-const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000 };
+const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null };
 const target = (label: string, host: string, port: number) => ({ label, host, port });
 const app = (index: number, name: string, over: Partial<AppPlan>): AppPlan => ({
   name,
@@ -184,7 +186,7 @@ const valid: Record<string, Plan> = {
     ],
   },
   "options.json": {
-    apps: [app(0, "o", { ports: [1, 65535], targets: [target("a-b.c:65535", "a-b.c", 65535), target("my_db:5432", "my_db", 5432)], connectTimeoutMs: 60000 })],
+    apps: [app(0, "o", { ports: [1, 65535], targets: [target("a-b.c:65535", "a-b.c", 65535), target("my_db:5432", "my_db", 5432)], connectTimeoutMs: 60000, idleTimeoutMs: 604800000 })],
   },
 };
 

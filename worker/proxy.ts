@@ -10,6 +10,7 @@ export type EndReason =
   | "target_error"
   | "no_target" // every target refused or timed out
   | "no_app" // no app serves the dialled address and port
+  | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
   | "shutdown"; // cut off at the drain deadline
 
 /**
@@ -118,6 +119,9 @@ export class ProxiedConnection {
     this.client.pipe(socket);
     socket.pipe(this.client);
     this.client.resume();
+    // Every byte either way passes the client socket (read from it, or written to
+    // it), and Node restarts its timer on both: this one timer is the idle timeout.
+    if (app.idleTimeoutMs !== null) this.client.setTimeout(app.idleTimeoutMs, () => this.fail("idle_timeout"));
   }
 
   /** Cut off at the drain deadline. */
