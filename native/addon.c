@@ -7,5 +7,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, switchyard_init_fdpass(env, exports));
   NAPI_CALL(env, switchyard_init_bpf(env, exports));
   NAPI_CALL(env, switchyard_init_lock(env, exports));
+  NAPI_CALL(env, switchyard_init_tcp(env, exports));
   return exports;
 }

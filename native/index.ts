@@ -32,9 +32,9 @@ export interface ListenOptions {
   noDelay?: boolean;
   /** SO_KEEPALIVE with this TCP_KEEPIDLE (seconds), inherited by every accepted connection. */
   keepAliveIdleS?: number;
-  /** TCP_KEEPINTVL (seconds), with keepAliveIdleS. */
+  /** TCP_KEEPINTVL (seconds); required with keepAliveIdleS. */
   keepAliveIntervalS?: number;
-  /** TCP_KEEPCNT, with keepAliveIdleS. */
+  /** TCP_KEEPCNT; required with keepAliveIdleS. */
   keepAliveProbes?: number;
 }
 
@@ -49,6 +49,8 @@ interface Binding {
   closeFd(fd: number): void;
   getPeerCred(fd: number): PeerCred;
   lockExclusive(fd: number): void;
+  setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
+  unackedBytes(fd: number): number;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -101,6 +103,16 @@ export function closeFd(fd: number): void {
 
 export function getPeerCred(fd: number): PeerCred {
   return binding.getPeerCred(fd);
+}
+
+/** SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT on a connected socket. */
+export function setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void {
+  binding.setKeepAlive(fd, idleS, intervalS, probes);
+}
+
+/** Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ). */
+export function unackedBytes(fd: number): number {
+  return binding.unackedBytes(fd);
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

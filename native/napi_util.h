@@ -21,6 +21,7 @@
 napi_status switchyard_init_sockets(napi_env env, napi_value exports);
 napi_status switchyard_init_fdpass(napi_env env, napi_value exports);
 napi_status switchyard_init_lock(napi_env env, napi_value exports);
+napi_status switchyard_init_tcp(napi_env env, napi_value exports);
 
 /* Throws for a failed N-API call unless an exception is already pending. */
 static inline bool sy_napi_ok(napi_env env, napi_status status, const char *call) {

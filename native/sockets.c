@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "napi_util.h"
+#include "tcp.h"
 
 #define HOST_MAX 64
 
@@ -85,10 +86,12 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
         !get_opt_bool(env, argv[3], "reusePort", &reuse_port) ||
         !get_opt_bool(env, argv[3], "freebind", &freebind) ||
         !get_opt_bool(env, argv[3], "noDelay", &no_delay) ||
-        !get_opt_int(env, argv[3], "keepAliveIdleS", 1, 32767, &keep_idle, &keepalive) ||
-        !get_opt_int(env, argv[3], "keepAliveIntervalS", 1, 32767, &keep_intvl, &has_intvl) ||
-        !get_opt_int(env, argv[3], "keepAliveProbes", 1, 127, &keep_probes, &has_probes))
+        !get_opt_int(env, argv[3], "keepAliveIdleS", 1, SY_KEEPALIVE_TIME_MAX, &keep_idle, &keepalive) ||
+        !get_opt_int(env, argv[3], "keepAliveIntervalS", 1, SY_KEEPALIVE_TIME_MAX, &keep_intvl, &has_intvl) ||
+        !get_opt_int(env, argv[3], "keepAliveProbes", 1, SY_KEEPALIVE_PROBES_MAX, &keep_probes, &has_probes))
       return NULL;
+    if (keepalive && !(has_intvl && has_probes))
+      return (sy_throw_arg(env, false, "opts.keepAliveIntervalS and opts.keepAliveProbes", "given with opts.keepAliveIdleS"), NULL);
   } else if (type != napi_undefined && type != napi_null) {
     return (sy_throw_arg(env, false, "opts", "of type object"), NULL);
   }
@@ -131,16 +134,9 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
   /* Accepted connections inherit these from the listener: workers set nothing per connection. */
   if (no_delay && set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) != 0)
     return close_and_throw(env, fd, errno, "setsockopt", "TCP_NODELAY");
-  if (keepalive) {
-    if (set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1) != 0)
-      return close_and_throw(env, fd, errno, "setsockopt", "SO_KEEPALIVE");
-    if (set_int_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)keep_idle) != 0)
-      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPIDLE");
-    if (has_intvl && set_int_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, (int)keep_intvl) != 0)
-      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPINTVL");
-    if (has_probes && set_int_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)keep_probes) != 0)
-      return close_and_throw(env, fd, errno, "setsockopt", "TCP_KEEPCNT");
-  }
+  const char *failed = NULL;
+  if (keepalive && sy_set_keepalive(fd, (int)keep_idle, (int)keep_intvl, (int)keep_probes, &failed) != 0)
+    return close_and_throw(env, fd, errno, "setsockopt", failed);
   if (bind(fd, (struct sockaddr *)&ss, sslen) != 0) return close_and_throw(env, fd, errno, "bind", where);
   if (listen(fd, (int)backlog) != 0) return close_and_throw(env, fd, errno, "listen", where);
 

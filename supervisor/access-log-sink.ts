@@ -1,5 +1,5 @@
-import fs from "node:fs";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
+import { isRegularFile, openAccessLogFile } from "./access-log-file.js";
 import type { Logger } from "../common/log.js";
 import { SwitchyardError } from "../common/errors.js";
 
@@ -20,7 +20,7 @@ export const ACCESS_LOG_MAX_PENDING_BYTES = 1024 * 1024;
  * lines are passed on, so lines of two workers never interleave.
  */
 export class AccessLogSink {
-  private file: fs.WriteStream | undefined;
+  private file: Writable | undefined;
   /** Worker pipes not yet read to their end: a worker's exit event can come before its last lines. */
   private readonly open = new Set<Promise<void>>();
   /** Lines dropped since start, for /metrics. */
@@ -43,10 +43,9 @@ export class AccessLogSink {
     return this.destination !== "off";
   }
 
-  /** Opens synchronously, so that a path that cannot be opened is known at once. */
-  private openFile(): fs.WriteStream {
-    const fd = fs.openSync(this.destination, "a", 0o640);
-    const stream = fs.createWriteStream(this.destination, { fd });
+  private openFile(): Writable {
+    const stream = openAccessLogFile(this.destination);
+    // After an error (a FIFO's reader went away: EPIPE) the stream is destroyed and lines are dropped, counted.
     stream.on("error", (err) => this.log.error({ event: "access_log_error", file: this.destination, err }));
     return stream;
   }
@@ -72,11 +71,10 @@ export class AccessLogSink {
 
   private write(lines: string): void {
     if (this.destination === "off") return;
-    // stdout is synchronous for files and pipes on Linux: only a file stream queues.
     const out = this.file ?? process.stdout;
     // Once dropping, wait for half the buffer to drain: no flapping at the edge.
     const limit = this.droppingSince === undefined ? ACCESS_LOG_MAX_PENDING_BYTES : ACCESS_LOG_MAX_PENDING_BYTES / 2;
-    if (out.writableLength > limit) {
+    if (out.destroyed || out.writableLength > limit) {
       let n = 0;
       for (let i = lines.indexOf("\n"); i >= 0; i = lines.indexOf("\n", i + 1)) n++;
       this.droppedLines += n;
@@ -96,6 +94,11 @@ export class AccessLogSink {
   reopen(): void {
     if (!this.file) return;
     const old = this.file;
+    if (!isRegularFile(this.destination) && !old.destroyed) {
+      // A FIFO is not rotated: reopened only once its reader has gone (EPIPE), to reach the next one.
+      this.log.info({ event: "access_log_reopen_skipped", file: this.destination, reason: "not a regular file" });
+      return;
+    }
     try {
       this.file = this.openFile();
     } catch (err) {
@@ -109,11 +112,23 @@ export class AccessLogSink {
 
   /** Call once every worker has exited: writes what their pipes still hold, then closes the file. */
   async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
-    await Promise.race([Promise.all(this.open), timeout]);
-    clearTimeout(timer);
+    await withinMs(Promise.all(this.open), CLOSE_WAIT_MS);
     const f = this.file;
-    if (f) await new Promise<void>((resolve) => f.end(() => resolve()));
+    if (!f) return;
+    // A destination that stopped reading would hold the stop for ever.
+    const flushed = await withinMs(new Promise<void>((resolve) => f.end(() => resolve())), CLOSE_WAIT_MS);
+    if (!flushed) {
+      this.log.warn({ event: "access_log_unflushed", file: this.destination, pending_bytes: f.writableLength });
+      f.destroy();
+    }
   }
+}
+
+/** Whether `promise` settled within `ms`. */
+async function withinMs(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const settled = await Promise.race([promise.then(() => true), timeout]);
+  clearTimeout(timer);
+  return settled;
 }

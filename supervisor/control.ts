@@ -3,13 +3,10 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "../common/log.js";
 import { getPeerCred } from "../native/index.js";
+import { socketFd } from "../common/socket-fd.js";
 import type { Supervisor } from "./supervisor.js";
 import { buildStatus } from "./status.js";
 import { CONTROL_SOCKET, type ControlRequest, type ControlResponse } from "../common/control-protocol.js";
-
-function fdOf(socket: net.Socket): number | undefined {
-  return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-}
 
 /**
  * The control socket of `switchyard ctl`: mode 0600, and the peer's uid
@@ -20,7 +17,7 @@ export function startControl(sup: Supervisor, runtimeDir: string, log: Logger): 
   const ownUid = process.getuid?.() ?? 0;
   const server = net.createServer((socket) => {
     const reply = (r: ControlResponse) => socket.end(JSON.stringify(r) + "\n");
-    const fd = fdOf(socket);
+    const fd = socketFd(socket);
     let uid: number | undefined;
     try {
       uid = fd === undefined ? undefined : getPeerCred(fd).uid;

@@ -9,7 +9,11 @@ import { SwitchyardError } from "../common/errors.js";
 import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
 import { closeFd, socketInode, socketPair } from "../native/index.js";
 import { sendListeners } from "./handoff.js";
+import { supervisorTag } from "./runtime-dir-lock.js";
 import { probeWorker } from "./health-probe.js";
+
+/** In health-socket names: supervisors of other network namespaces may share the runtime dir. */
+const SUPERVISOR_TAG = supervisorTag();
 
 const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
 
@@ -76,8 +80,7 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
-    // The supervisor's pid in the name: supervisors of other network namespaces may share the dir.
-    this.healthSocket = path.join(opts.runtimeDir, `worker-${process.pid}-${opts.generation}-${opts.index}.sock`);
+    this.healthSocket = path.join(opts.runtimeDir, `worker-${SUPERVISOR_TAG}-${opts.generation}-${opts.index}.sock`);
     const [ours, theirs] = socketPair();
     this.handoffSock = ours;
     try {

@@ -106,5 +106,6 @@ test("targets given by name: localhost is reached, and a name that does not reso
   const served = await inParallel(Array.from({ length: 20 }, (_, i) => i), 4, () => whoServes(port!));
   t.deepEqual([...new Set(served)], ["named"]);
   const failure = await sup.waitFor((l) => l.event === "upstream_connect_failed" && l.target === "no-such-host.invalid:80", 5000);
-  t.is(failure.reason, "error");
+  // "timeout" where the resolver takes longer to say no than the connect timeout allows.
+  t.true(failure.reason === "error" || failure.reason === "timeout", JSON.stringify(failure));
 });

@@ -134,3 +134,24 @@ test("net.connect through the cache reaches a target given by name, with one sys
   }
   t.is(lookups, 1);
 });
+
+test("after a quiet spell longer than maxStaleMs the next connection waits for a fresh answer, or gets the old one if DNS fails", async (t) => {
+  const r = manualResolver();
+  let now = 0;
+  const cache = new DnsCache({ resolve: r.resolve, now: () => now, refreshMs: 1000, maxStaleMs: 5000 });
+  const first = lookupAll(cache, "backend.test");
+  r.answer({ err: null, addresses: [v4("10.0.0.1")] });
+  await first;
+  now = 5000;
+  let settled = false;
+  const moved = lookupAll(cache, "backend.test").finally(() => (settled = true));
+  await Promise.resolve();
+  t.false(settled, "a stale answer was used without asking");
+  t.is(r.calls.length, 2);
+  r.answer({ err: null, addresses: [v4("10.0.0.2")] });
+  t.deepEqual((await moved).addresses, [v4("10.0.0.2")]);
+  now = 10_000;
+  const outage = lookupAll(cache, "backend.test");
+  r.answer({ err: failure("EAI_AGAIN"), addresses: [] });
+  t.deepEqual((await outage).addresses, [v4("10.0.0.2")]);
+});

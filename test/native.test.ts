@@ -10,6 +10,8 @@ import {
   getPeerCred,
   listenTcp,
   lockExclusive,
+  setKeepAlive,
+  unackedBytes,
   recvFds,
   sendFds,
   setRecvTimeout,
@@ -123,6 +125,7 @@ test.serial("bad argument types throw TypeError/RangeError", (t) => {
   t.throws(() => listenTcp("127.0.0.1", 0, 16, { keepAliveIdleS: 0 }), { instanceOf: RangeError, message: /opts\.keepAliveIdleS/ });
   t.throws(() => listenTcp("127.0.0.1", 0, 16, { keepAliveIdleS: 60, keepAliveProbes: 1000 }), { instanceOf: RangeError, message: /opts\.keepAliveProbes/ });
   t.throws(() => listenTcp("127.0.0.1", 0, 16, { noDelay: 1 as unknown as boolean }), { instanceOf: TypeError, message: /opts\.noDelay/ });
+  t.throws(() => listenTcp("127.0.0.1", 0, 16, { keepAliveIdleS: 60 }), { instanceOf: TypeError, message: /opts\.keepAliveIntervalS and opts\.keepAliveProbes/ });
   t.is(openFdCount(), before, "options are read before the socket exists");
 });
 
@@ -261,4 +264,26 @@ test("lockExclusive: one holder per file; the next gets EAGAIN from flock until 
   fs.closeSync(holder);
   t.notThrows(() => lockExclusive(next));
   throwsSyscall(t, () => lockExclusive(1_000_000), "EBADF", "flock");
+});
+
+test("setKeepAlive and unackedBytes on a connected socket; clear errors on anything else", async (t) => {
+  const server = net.createServer((s) => s.on("error", () => undefined));
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  t.teardown(() => {
+    client.destroy();
+    server.close();
+  });
+  await once(client, "connect");
+  const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+  t.notThrows(() => setKeepAlive(fd, 60, 10, 6));
+  t.is(unackedBytes(fd), 0);
+  t.throws(() => setKeepAlive(fd, 0, 10, 6), { instanceOf: RangeError, message: /idleS/ });
+  t.throws(() => setKeepAlive(fd, 60, 10, 128), { instanceOf: RangeError, message: /probes/ });
+  throwsSyscall(t, () => setKeepAlive(1_000_000, 60, 10, 6), "EBADF", "setsockopt");
+  throwsSyscall(t, () => unackedBytes(1_000_000), "EBADF", "ioctl");
+  const file = fs.openSync("/proc/self/status", "r");
+  t.teardown(() => fs.closeSync(file));
+  throwsSyscall(t, () => setKeepAlive(file, 60, 10, 6), "ENOTSOCK", "setsockopt");
 });

@@ -1,6 +1,22 @@
 import net from "node:net";
 import type { Target } from "../config/plan.js";
-import { KEEPALIVE_IDLE_S } from "../common/tcp-keepalive.js";
+import { KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES } from "../common/tcp-keepalive.js";
+import { setKeepAlive } from "../native/index.js";
+import { socketFd } from "../common/socket-fd.js";
+
+/**
+ * The target leg gets the client leg's keepalive timings (which come from the
+ * listening socket). Node's own keepAlive option sets only the idle time and
+ * leaves libuv's 1 s x 10 probes: a 10 s network blip would end the connection.
+ */
+function keepAlive(socket: net.Socket): void {
+  const fd = socketFd(socket);
+  try {
+    if (fd !== undefined) setKeepAlive(fd, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES);
+  } catch {
+    // The socket failed between connect and here: its error event ends the connection.
+  }
+}
 
 export interface ConnectFailure {
   target: Target;
@@ -16,7 +32,7 @@ export interface ConnectFailure {
  */
 export function connectTarget(target: Target, timeoutMs: number, lookup: net.LookupFunction, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): void {
   // `lookup` is used only for names: Node connects to an IP literal directly.
-  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_S * 1000 });
+  const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup });
   const onTimeout = (): void => {
     socket.removeListener("connect", onConnect);
     socket.removeListener("error", onError);
@@ -27,6 +43,7 @@ export function connectTarget(target: Target, timeoutMs: number, lookup: net.Loo
   const onConnect = (): void => {
     clearTimeout(timer);
     socket.removeListener("error", onError);
+    keepAlive(socket);
     done(undefined, socket);
   };
   const onError = (err: NodeJS.ErrnoException): void => {

@@ -3,10 +3,13 @@ import type { LookupFunction } from "node:net";
 
 export type Resolve = (host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void) => void;
 
-const systemResolve: Resolve = (host, done) => dns.lookup(host, { all: true }, done);
+// ADDRCONFIG, as net.connect's own lookup asks: no IPv6 answers on a host without IPv6.
+const systemResolve: Resolve = (host, done) => dns.lookup(host, { all: true, hints: dns.ADDRCONFIG }, done);
 
-/** How long resolved addresses are used before they are looked up again. */
+/** How long resolved addresses are used before they are looked up again, in the background. */
 export const DNS_REFRESH_MS = 5000;
+/** Older than this (after a quiet spell), an answer is not trusted without asking first. */
+export const DNS_MAX_STALE_MS = 30_000;
 
 interface Entry {
   addresses: dns.LookupAddress[] | undefined;
@@ -21,6 +24,7 @@ export interface DnsCacheOptions {
   resolve?: Resolve;
   now?: () => number;
   refreshMs?: number;
+  maxStaleMs?: number;
   /** A refresh failed; the last addresses keep being used. Called once per failure streak. */
   onStale?: (host: string, err: NodeJS.ErrnoException, addresses: readonly dns.LookupAddress[]) => void;
 }
@@ -31,19 +35,23 @@ export interface DnsCacheOptions {
  * threads, and a DNS outage would fail every connection to a target that is
  * itself fine. Names are looked up once, concurrent connections share the
  * answer, and after DNS_REFRESH_MS the answer is refreshed in the background
- * while connections keep using it; a failed refresh keeps the last answer.
+ * while connections keep using it. An answer older than DNS_MAX_STALE_MS (no
+ * connection asked for a while) is refreshed before it is used. A failed
+ * lookup keeps the last answer.
  */
 export class DnsCache {
   private readonly entries = new Map<string, Entry>();
   private readonly resolve: Resolve;
   private readonly now: () => number;
   private readonly refreshMs: number;
+  private readonly maxStaleMs: number;
   private readonly onStale: NonNullable<DnsCacheOptions["onStale"]>;
 
   constructor(opts: DnsCacheOptions = {}) {
     this.resolve = opts.resolve ?? systemResolve;
     this.now = opts.now ?? Date.now;
     this.refreshMs = opts.refreshMs ?? DNS_REFRESH_MS;
+    this.maxStaleMs = opts.maxStaleMs ?? DNS_MAX_STALE_MS;
     this.onStale = opts.onStale ?? (() => undefined);
   }
 
@@ -61,12 +69,16 @@ export class DnsCache {
 
   private addresses(host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void): void {
     const entry = this.entries.get(host);
-    if (entry?.addresses) {
-      if (this.now() - entry.resolvedAt >= this.refreshMs && !entry.waiting) this.refresh(host, entry);
+    const age = entry ? this.now() - entry.resolvedAt : 0;
+    if (entry?.addresses && age < this.maxStaleMs) {
+      if (age >= this.refreshMs && !entry.waiting) this.refresh(host, entry);
       return done(null, entry.addresses);
     }
-    if (entry?.waiting) {
-      entry.waiting.push(done);
+    if (entry) {
+      // Never resolved yet, or too old to use unasked: wait for the lookup (which keeps the old answer if it fails).
+      const running = entry.waiting !== undefined;
+      (entry.waiting ??= []).push(done);
+      if (!running) this.refresh(host, entry);
       return;
     }
     const fresh: Entry = { addresses: undefined, resolvedAt: 0, waiting: [done], failing: false };

@@ -3,6 +3,8 @@ import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type ConnectFailure } from "./connect.js";
+import { unackedBytes } from "../native/index.js";
+import { socketFd } from "../common/socket-fd.js";
 
 export type EndReason =
   | "closed" // both sides finished normally
@@ -12,6 +14,17 @@ export type EndReason =
   | "no_app" // no app serves the dialled address and port
   | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
   | "shutdown"; // cut off at the drain deadline
+
+/** Whether bytes written to `socket` have yet to reach its peer. Called only when an idle timer fires. */
+function stillSending(socket: net.Socket): boolean {
+  if (socket.writableLength > 0) return true;
+  const fd = socketFd(socket);
+  try {
+    return fd !== undefined && unackedBytes(fd) > 0;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * A dual-stack socket (the app socket in BPF mode) reports IPv4 clients as
@@ -119,9 +132,23 @@ export class ProxiedConnection {
     this.client.pipe(socket);
     socket.pipe(this.client);
     this.client.resume();
-    // Every byte either way passes the client socket (read from it, or written to
-    // it), and Node restarts its timer on both: this one timer is the idle timeout.
-    if (app.idleTimeoutMs !== null) this.client.setTimeout(app.idleTimeoutMs, () => this.fail("idle_timeout"));
+    if (app.idleTimeoutMs !== null) this.watchIdle(app.idleTimeoutMs, socket);
+  }
+
+  /**
+   * Node restarts a socket's timer when it reads and when a write completes, and
+   * every byte either way is read from or written to the client socket. Under
+   * backpressure, though, the client is paused (upload to a slow target) or a
+   * write to it waits for a slow reader, and no timer moves for a while. So
+   * when it fires, data still on its way to either peer (in Node's queue or in
+   * the kernel's, unacknowledged) means a slow peer, not silence: wait again.
+   */
+  private watchIdle(ms: number, upstream: net.Socket): void {
+    this.client.on("timeout", () => {
+      if (stillSending(this.client) || stillSending(upstream)) this.client.setTimeout(ms);
+      else this.fail("idle_timeout");
+    });
+    this.client.setTimeout(ms);
   }
 
   /** Cut off at the drain deadline. */

@@ -62,11 +62,12 @@ export async function freePorts(n: number): Promise<number[]> {
   const range = pickRange();
   if (!range) return kernelPickedPorts(n);
   const ports = new Set<number>();
-  while (ports.size < n) {
+  // Bounded: where "::" cannot be bound at all (IPv6 disabled), the kernel picks instead.
+  for (let tries = 0; ports.size < n && tries < 50 * n; tries++) {
     const p = crypto.randomInt(range[0], range[1] + 1);
     if (!ports.has(p) && (await canBind(p))) ports.add(p);
   }
-  return [...ports];
+  return ports.size === n ? [...ports] : kernelPickedPorts(n);
 }
 
 async function kernelPickedPorts(n: number): Promise<number[]> {
