@@ -50,7 +50,7 @@ interface Binding {
   getPeerCred(fd: number): PeerCred;
   lockExclusive(fd: number): void;
   setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
-  unackedBytes(fd: number): number;
+  pendingBytes(fd: number): number;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -110,9 +110,9 @@ export function setKeepAlive(fd: number, idleS: number, intervalS: number, probe
   binding.setKeepAlive(fd, idleS, intervalS, probes);
 }
 
-/** Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ). */
-export function unackedBytes(fd: number): number {
-  return binding.unackedBytes(fd);
+/** Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ); 0 once the connection is closed. */
+export function pendingBytes(fd: number): number {
+  return binding.pendingBytes(fd);
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

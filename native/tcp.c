@@ -1,6 +1,6 @@
 /*
- * Options of proxied TCP connections: keepalive probes (setKeepAlive) and how
- * much of what was written the peer has not acknowledged yet (unackedBytes).
+ * Options of proxied TCP connections: keepalive probes (setKeepAlive) and the
+ * bytes still on their way to the peer (pendingBytes).
  */
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -38,21 +38,30 @@ static napi_value set_keep_alive(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* unackedBytes(fd) -> bytes in the send queue the peer has not acknowledged (SIOCOUTQ). */
-static napi_value unacked_bytes(napi_env env, napi_callback_info info) {
+/*
+ * pendingBytes(fd) -> bytes written that the peer has not acknowledged yet
+ * (SIOCOUTQ), or 0 once the connection is closed: after a reset the kernel
+ * leaves the old count in place, and those bytes will never move.
+ */
+static napi_value pending_bytes(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
-  int fd, n = 0;
+  int fd, queued = 0;
   if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
-  if (ioctl(fd, SIOCOUTQ, &n) != 0) return sy_throw_errno(env, errno, "ioctl", "SIOCOUTQ");
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
+  if (ti.tcpi_state != TCP_CLOSE && ioctl(fd, SIOCOUTQ, &queued) != 0)
+    return sy_throw_errno(env, errno, "ioctl", "SIOCOUTQ");
   napi_value result;
-  NAPI_CALL(env, napi_create_int32(env, n, &result));
+  NAPI_CALL(env, napi_create_int32(env, ti.tcpi_state == TCP_CLOSE ? 0 : queued, &result));
   return result;
 }
 
 napi_status switchyard_init_tcp(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       SY_FN("setKeepAlive", set_keep_alive),
-      SY_FN("unackedBytes", unacked_bytes),
+      SY_FN("pendingBytes", pending_bytes),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -155,3 +155,25 @@ test("after a quiet spell longer than maxStaleMs the next connection waits for a
   r.answer({ err: failure("EAI_AGAIN"), addresses: [] });
   t.deepEqual((await outage).addresses, [v4("10.0.0.2")]);
 });
+
+test("a stale answer waits for a slow resolver only staleWaitMs, then is used; the late answer replaces it for later connections", async (t) => {
+  const r = manualResolver();
+  let now = 0;
+  const cache = new DnsCache({ resolve: r.resolve, now: () => now, refreshMs: 1000, maxStaleMs: 5000, staleWaitMs: 20 });
+  const first = lookupAll(cache, "backend.test");
+  r.answer({ err: null, addresses: [v4("10.0.0.1")] });
+  await first;
+  now = 60_000;
+  let calls = 0;
+  const waited = await new Promise<dns.LookupAddress[]>((resolve) =>
+    cache.lookup("backend.test", { all: true }, (_err, addresses) => {
+      calls++;
+      resolve(addresses as dns.LookupAddress[]);
+    }),
+  );
+  t.deepEqual(waited, [v4("10.0.0.1")]);
+  t.is(r.pending.length, 1, "the lookup still runs");
+  r.answer({ err: null, addresses: [v4("10.0.0.2")] });
+  t.is(calls, 1, "answered twice");
+  t.deepEqual((await lookupAll(cache, "backend.test")).addresses, [v4("10.0.0.2")]);
+});

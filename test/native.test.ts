@@ -11,7 +11,7 @@ import {
   listenTcp,
   lockExclusive,
   setKeepAlive,
-  unackedBytes,
+  pendingBytes,
   recvFds,
   sendFds,
   setRecvTimeout,
@@ -20,6 +20,7 @@ import {
   socketPair,
 } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
+import { until } from "./helpers/core.js";
 
 const openFdCount = (): number => readdirSync("/proc/self/fd").length;
 
@@ -266,11 +267,17 @@ test("lockExclusive: one holder per file; the next gets EAGAIN from flock until 
   throwsSyscall(t, () => lockExclusive(1_000_000), "EBADF", "flock");
 });
 
-test("setKeepAlive and unackedBytes on a connected socket; clear errors on anything else", async (t) => {
-  const server = net.createServer((s) => s.on("error", () => undefined));
+test("setKeepAlive and pendingBytes on a connected socket; clear errors on anything else", async (t) => {
+  let peer: net.Socket | undefined;
+  const server = net.createServer((s) => {
+    // Reads nothing: what the client writes piles up on the way.
+    peer = s.pause();
+    s.on("error", () => undefined);
+  });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  client.on("error", () => undefined);
   t.teardown(() => {
     client.destroy();
     server.close();
@@ -278,11 +285,18 @@ test("setKeepAlive and unackedBytes on a connected socket; clear errors on anyth
   await once(client, "connect");
   const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
   t.notThrows(() => setKeepAlive(fd, 60, 10, 6));
-  t.is(unackedBytes(fd), 0);
+  t.is(pendingBytes(fd), 0);
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  for (let i = 0; i < 64 && client.writableLength === 0; i++) client.write(chunk);
+  await until(() => pendingBytes(fd) > 0, 5000, "bytes queued for a peer that does not read");
+  // A reset (the peer closes with unread data): nothing queued will ever move.
+  await until(() => peer !== undefined, 5000, "the server's side");
+  peer!.destroy();
+  await until(() => pendingBytes(fd) === 0, 5000, "no pending bytes after the reset");
   t.throws(() => setKeepAlive(fd, 0, 10, 6), { instanceOf: RangeError, message: /idleS/ });
   t.throws(() => setKeepAlive(fd, 60, 10, 128), { instanceOf: RangeError, message: /probes/ });
   throwsSyscall(t, () => setKeepAlive(1_000_000, 60, 10, 6), "EBADF", "setsockopt");
-  throwsSyscall(t, () => unackedBytes(1_000_000), "EBADF", "ioctl");
+  throwsSyscall(t, () => pendingBytes(1_000_000), "EBADF", "getsockopt");
   const file = fs.openSync("/proc/self/status", "r");
   t.teardown(() => fs.closeSync(file));
   throwsSyscall(t, () => setKeepAlive(file, 60, 10, 6), "ENOTSOCK", "setsockopt");

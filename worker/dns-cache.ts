@@ -8,8 +8,10 @@ const systemResolve: Resolve = (host, done) => dns.lookup(host, { all: true, hin
 
 /** How long resolved addresses are used before they are looked up again, in the background. */
 export const DNS_REFRESH_MS = 5000;
-/** Older than this (after a quiet spell), an answer is not trusted without asking first. */
+/** Older than this (after a quiet spell), an answer is not trusted without asking first... */
 export const DNS_MAX_STALE_MS = 30_000;
+/** ...for this long at most: a resolver that is slow to fail must not cost the connection its target. */
+export const DNS_STALE_WAIT_MS = 1000;
 
 interface Entry {
   addresses: dns.LookupAddress[] | undefined;
@@ -25,6 +27,7 @@ export interface DnsCacheOptions {
   now?: () => number;
   refreshMs?: number;
   maxStaleMs?: number;
+  staleWaitMs?: number;
   /** A refresh failed; the last addresses keep being used. Called once per failure streak. */
   onStale?: (host: string, err: NodeJS.ErrnoException, addresses: readonly dns.LookupAddress[]) => void;
 }
@@ -45,6 +48,7 @@ export class DnsCache {
   private readonly now: () => number;
   private readonly refreshMs: number;
   private readonly maxStaleMs: number;
+  private readonly staleWaitMs: number;
   private readonly onStale: NonNullable<DnsCacheOptions["onStale"]>;
 
   constructor(opts: DnsCacheOptions = {}) {
@@ -52,6 +56,7 @@ export class DnsCache {
     this.now = opts.now ?? Date.now;
     this.refreshMs = opts.refreshMs ?? DNS_REFRESH_MS;
     this.maxStaleMs = opts.maxStaleMs ?? DNS_MAX_STALE_MS;
+    this.staleWaitMs = opts.staleWaitMs ?? DNS_STALE_WAIT_MS;
     this.onStale = opts.onStale ?? (() => undefined);
   }
 
@@ -77,6 +82,19 @@ export class DnsCache {
     if (entry) {
       // Never resolved yet, or too old to use unasked: wait for the lookup (which keeps the old answer if it fails).
       const running = entry.waiting !== undefined;
+      const stale = entry.addresses;
+      if (stale) {
+        // Answered once, by whichever comes first: the lookup, or the wait's end with the old answer.
+        let answered = false;
+        const once = done;
+        done = (err, addresses) => {
+          if (answered) return;
+          answered = true;
+          clearTimeout(timer);
+          once(err, addresses);
+        };
+        const timer = setTimeout(() => done(null, stale), this.staleWaitMs);
+      }
       (entry.waiting ??= []).push(done);
       if (!running) this.refresh(host, entry);
       return;

@@ -3,7 +3,7 @@ import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type ConnectFailure } from "./connect.js";
-import { unackedBytes } from "../native/index.js";
+import { pendingBytes } from "../native/index.js";
 import { socketFd } from "../common/socket-fd.js";
 
 export type EndReason =
@@ -15,12 +15,12 @@ export type EndReason =
   | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
   | "shutdown"; // cut off at the drain deadline
 
-/** Whether bytes written to `socket` have yet to reach its peer. Called only when an idle timer fires. */
+/** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
 function stillSending(socket: net.Socket): boolean {
   if (socket.writableLength > 0) return true;
   const fd = socketFd(socket);
   try {
-    return fd !== undefined && unackedBytes(fd) > 0;
+    return fd !== undefined && pendingBytes(fd) > 0;
   } catch {
     return false;
   }
@@ -140,8 +140,10 @@ export class ProxiedConnection {
    * every byte either way is read from or written to the client socket. Under
    * backpressure, though, the client is paused (upload to a slow target) or a
    * write to it waits for a slow reader, and no timer moves for a while. So
-   * when it fires, data still on its way to either peer (in Node's queue or in
-   * the kernel's, unacknowledged) means a slow peer, not silence: wait again.
+   * when it fires, bytes still on their way to either peer (in Node's queue or
+   * the kernel's) mean a slow reader, not silence: wait again. A reader that
+   * stopped for good is the drain timeout's to end, as a live peer that
+   * acknowledges TCP's window probes is beyond keepalive's reach.
    */
   private watchIdle(ms: number, upstream: net.Socket): void {
     this.client.on("timeout", () => {
