@@ -141,9 +141,9 @@ export class ProxiedConnection {
    * backpressure, though, the client is paused (upload to a slow target) or a
    * write to it waits for a slow reader, and no timer moves for a while. So
    * when it fires, bytes still on their way to either peer (in Node's queue or
-   * the kernel's) mean a slow reader, not silence: wait again. A reader that
-   * stopped for good is the drain timeout's to end, as a live peer that
-   * acknowledges TCP's window probes is beyond keepalive's reach.
+   * the kernel's) mean a slow reader, not silence: wait again. A live reader
+   * that stopped for good (it still answers TCP's window probes, so keepalive
+   * cannot tell either) keeps its connection until its generation drains.
    */
   private watchIdle(ms: number, upstream: net.Socket): void {
     this.client.on("timeout", () => {
