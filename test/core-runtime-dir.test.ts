@@ -68,8 +68,9 @@ test("a supervisor in another network namespace may share the runtime dir: each 
   const sockets = fs.readdirSync(host.runtimeDir).filter((f) => f.startsWith("worker-")).sort();
   // Named by namespace and pid: in containers, two supervisors may both be pid 1.
   t.is(sockets.length, 2, sockets.join(" "));
-  t.regex(sockets.find((f) => f.endsWith(`-${host.pid}-1-0.sock`)) ?? "", new RegExp(`^worker-${fs.statSync("/proc/self/ns/net").ino}-${host.pid}-1-0\\.sock$`));
-  t.truthy(sockets.find((f) => f.endsWith(`-${other.pid}-1-0.sock`) && !f.startsWith(`worker-${fs.statSync("/proc/self/ns/net").ino}-`)), sockets.join(" "));
+  const ourNetns = fs.statSync("/proc/self/ns/net").ino;
+  t.regex(sockets.find((f) => f.endsWith(`-${host.pid}-1-0.sock`)) ?? "", new RegExp(`^worker-${ourNetns}-${host.pid}-1-0\\.sock$`));
+  t.truthy(sockets.find((f) => f.endsWith(`-${other.pid}-1-0.sock`) && !f.startsWith(`worker-${ourNetns}-`)), sockets.join(" "));
   for (const sup of [host, other]) {
     const mark = sup.logs.length;
     process.kill(sup.pid, "SIGHUP");

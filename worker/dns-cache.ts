@@ -1,7 +1,9 @@
 import dns from "node:dns";
 import type { LookupFunction } from "node:net";
 
-export type Resolve = (host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void) => void;
+type Answer = (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void;
+
+export type Resolve = (host: string, done: Answer) => void;
 
 // ADDRCONFIG, as net.connect's own lookup asks: no IPv6 answers on a host without IPv6.
 const systemResolve: Resolve = (host, done) => dns.lookup(host, { all: true, hints: dns.ADDRCONFIG }, done);
@@ -16,8 +18,8 @@ export const DNS_STALE_WAIT_MS = 1000;
 interface Entry {
   addresses: dns.LookupAddress[] | undefined;
   resolvedAt: number;
-  /** Callers waiting for the first answer; undefined when no lookup runs. */
-  waiting: ((err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void)[] | undefined;
+  /** Callers waiting for the lookup's answer; undefined when no lookup runs. */
+  waiting: Answer[] | undefined;
   /** A refresh has failed since the last success: failures are reported once per streak. */
   failing: boolean;
 }
@@ -72,36 +74,34 @@ export class DnsCache {
     });
   };
 
-  private addresses(host: string, done: (err: NodeJS.ErrnoException | null, addresses: dns.LookupAddress[]) => void): void {
-    const entry = this.entries.get(host);
+  private addresses(host: string, done: Answer): void {
+    let entry = this.entries.get(host);
     const age = entry ? this.now() - entry.resolvedAt : 0;
     if (entry?.addresses && age < this.maxStaleMs) {
       if (age >= this.refreshMs && !entry.waiting) this.refresh(host, entry);
       return done(null, entry.addresses);
     }
-    if (entry) {
-      // Never resolved yet, or too old to use unasked: wait for the lookup (which keeps the old answer if it fails).
-      const running = entry.waiting !== undefined;
-      const stale = entry.addresses;
-      if (stale) {
-        // Answered once, by whichever comes first: the lookup, or the wait's end with the old answer.
-        let answered = false;
-        const once = done;
-        done = (err, addresses) => {
-          if (answered) return;
-          answered = true;
-          clearTimeout(timer);
-          once(err, addresses);
-        };
-        const timer = setTimeout(() => done(null, stale), this.staleWaitMs);
-      }
-      (entry.waiting ??= []).push(done);
-      if (!running) this.refresh(host, entry);
-      return;
+    // Never resolved yet, or too old to use unasked: wait for the lookup (which keeps the old answer if it fails).
+    if (!entry) {
+      entry = { addresses: undefined, resolvedAt: 0, waiting: undefined, failing: false };
+      this.entries.set(host, entry);
     }
-    const fresh: Entry = { addresses: undefined, resolvedAt: 0, waiting: [done], failing: false };
-    this.entries.set(host, fresh);
-    this.refresh(host, fresh);
+    const running = entry.waiting !== undefined;
+    (entry.waiting ??= []).push(entry.addresses ? this.waitAtMost(done, entry.addresses) : done);
+    if (!running) this.refresh(host, entry);
+  }
+
+  /** `done`, called once: with the lookup's answer, or with `stale` if the lookup takes longer than staleWaitMs. */
+  private waitAtMost(done: Answer, stale: dns.LookupAddress[]): Answer {
+    let answered = false;
+    const once: Answer = (err, addresses) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      done(err, addresses);
+    };
+    const timer = setTimeout(() => once(null, stale), this.staleWaitMs);
+    return once;
   }
 
   private refresh(host: string, entry: Entry): void {
