@@ -42,7 +42,7 @@ $(ADDON): native/*.c native/*.h native/binding.gyp | deps
 	npx node-gyp rebuild --directory native
 	@touch $@
 
-dist/.built: $(shell find supervisor worker config common cli native test bench -name '*.ts' 2>/dev/null) tsconfig.json | deps
+dist/.built: $(shell find supervisor worker config common cli native test bench fuzz -name '*.ts' 2>/dev/null) tsconfig.json | deps
 	npx tsc -p tsconfig.json
 	@touch $@
 
