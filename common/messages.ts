@@ -48,11 +48,16 @@ export type ToWorker =
       id: WorkerIdentity;
       plan: Plan;
       listeners: ListenerSpec[];
-      healthSocket: string;
-      /** Drop to this uid/gid once the health socket is bound; absent: keep. */
+      /** Drop to this uid/gid once the fds are in hand; absent: keep. */
       credentials?: { uid: number; gid: number };
     }
-  /** Cut-over: start accepting on the handed-over sockets (a started worker only answers /healthz). */
+  /**
+   * The health gate's probe. It travels on this channel rather than a socket
+   * of the worker's own: no path to outgrow sun_path, no file left by a crash,
+   * no permissions, nothing for another process to connect to.
+   */
+  | { type: "health-check"; seq: number }
+  /** Cut-over: start accepting on the handed-over sockets (a started worker only answers health checks). */
   | { type: "serve" }
   | { type: "drain"; timeoutMs: number }
   | { type: "metrics-request"; seq: number };
@@ -62,6 +67,8 @@ export type FromWorker =
   /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
   | { type: "started"; pid: number; inodes: number[] }
   | { type: "start-failed"; code: string; message: string }
+  /** Answers "health-check": serving means it holds its fds and would accept at cut-over. */
+  | { type: "health"; seq: number; serving: boolean }
   /** Acknowledges "serve": this worker accepts on every listener. */
   | { type: "serving" }
   /** Acknowledges "drain": this worker has closed its copies of the listening sockets. */
@@ -75,19 +82,61 @@ export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract
 /** A handler for every message type: the compiler refuses a missing one. */
 export type Handlers<U extends { type: string }> = { [T in U["type"]]: (msg: MessageOf<U, T>) => void };
 
-const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "serve", "drain", "metrics-request"]);
-const fromWorkerTypes: ReadonlySet<string> = new Set<FromWorker["type"]>(["started", "start-failed", "serving", "draining", "drained", "metrics"]);
+const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "serve", "drain", "metrics-request", "health-check"]);
 
-function hasType(value: unknown, known: ReadonlySet<string>): boolean {
-  return typeof value === "object" && value !== null && known.has((value as { type?: unknown }).type as string);
+type Fields = Record<string, unknown>;
+const isRecord = (v: unknown): v is Fields => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isString = (v: unknown): v is string => typeof v === "string";
+
+function isMetricValue(v: unknown): boolean {
+  return (
+    isRecord(v) &&
+    typeof v.value === "number" &&
+    isRecord(v.labels) &&
+    Object.values(v.labels).every((l) => typeof l === "string" || typeof l === "number") &&
+    (v.metricName === undefined || isString(v.metricName))
+  );
 }
 
+function isMetricFamilies(v: unknown): boolean {
+  return (
+    Array.isArray(v) &&
+    v.every(
+      (f) =>
+        isRecord(f) &&
+        isString(f.name) &&
+        isString(f.help) &&
+        (f.type === "counter" || f.type === "gauge" || f.type === "histogram") &&
+        (f.aggregator === "sum" || f.aggregator === "min") &&
+        Array.isArray(f.values) &&
+        f.values.every(isMetricValue),
+    )
+  );
+}
+
+/**
+ * Every field of every message a worker may send, checked: the supervisor
+ * reads them (inode lists, metrics it aggregates) and must never throw on
+ * what a broken or compromised worker wrote.
+ */
+const fromWorkerShapes: { [T in FromWorker["type"]]: (m: Fields) => boolean } = {
+  started: (m) => isCount(m.pid) && Array.isArray(m.inodes) && m.inodes.every(isCount),
+  "start-failed": (m) => isString(m.code) && isString(m.message),
+  health: (m) => isCount(m.seq) && typeof m.serving === "boolean",
+  serving: () => true,
+  draining: (m) => isCount(m.connections),
+  drained: (m) => isCount(m.connections) && isMetricFamilies(m.metrics),
+  metrics: (m) => isCount(m.seq) && isMetricFamilies(m.metrics),
+};
+
 export function isToWorker(value: unknown): value is ToWorker {
-  return hasType(value, toWorkerTypes);
+  return isRecord(value) && toWorkerTypes.has(value.type as string);
 }
 
 export function isFromWorker(value: unknown): value is FromWorker {
-  return hasType(value, fromWorkerTypes);
+  if (!isRecord(value) || !isString(value.type) || !Object.hasOwn(fromWorkerShapes, value.type)) return false;
+  return fromWorkerShapes[value.type as FromWorker["type"]](value);
 }
 
 /** Calls the handler for `msg.type`; an unknown message is reported, never dropped silently. */

@@ -5,7 +5,12 @@ import { createHash } from "node:crypto";
 import chokidar, { type FSWatcher } from "chokidar";
 import type { Logger } from "../common/log.js";
 
+/** Quiet time after the last relevant event before the file is read. */
 const DEBOUNCE_MS = 150;
+/** However long a burst of relevant events lasts, the file is read this long after its first event. */
+const MAX_DELAY_MS = 1000;
+/** A Kubernetes ConfigMap volume swaps this symlink to replace every file at once. */
+const CONFIGMAP_DATA_LINK = "..data";
 
 async function contentHash(file: string): Promise<string | undefined> {
   try {
@@ -26,13 +31,18 @@ async function contentHash(file: string): Promise<string | undefined> {
 /**
  * Watches the config file's directory rather than the file: an editor's save
  * by rename and a ConfigMap's swap of the `..data` symlink replace the file,
- * and a watch on the old inode would miss them. Bursts of events are
- * debounced, and a reload is asked for only when the content really changed,
- * so one save or one swap gives exactly one reload.
+ * and a watch on the old inode would miss them. Only the names that can change
+ * what the config path resolves to count (its own, `..data`): the directory
+ * may hold an access log or another program's files written many times a
+ * second. A burst of events is debounced, but never past MAX_DELAY_MS from its
+ * first event, and a reload is asked for only when the content really
+ * changed, so one save or one swap gives exactly one reload.
  */
 export class ConfigWatch {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the first event of the burst being debounced came. */
+  private burstStart: number | undefined;
   private lastHash: string | undefined;
   /** The content the last reload (or the start) read. */
   private readHash: string | undefined;
@@ -42,9 +52,15 @@ export class ConfigWatch {
   async start(): Promise<void> {
     this.lastHash = await contentHash(this.file);
     this.readHash = this.lastHash;
-    const dir = path.dirname(path.resolve(this.file));
-    this.watcher = chokidar.watch(dir, { depth: 0, ignoreInitial: true, followSymlinks: false, atomic: false });
-    this.watcher.on("all", () => this.schedule());
+    const file = path.resolve(this.file);
+    const dir = path.dirname(file);
+    const relevant = new Set([path.basename(file), CONFIGMAP_DATA_LINK]);
+    // Ignored names are never stat'ed nor reported: a busy neighbour costs the watch nothing.
+    const ignored = (p: string): boolean => path.dirname(p) === dir && !relevant.has(path.basename(p));
+    this.watcher = chokidar.watch(dir, { depth: 0, ignoreInitial: true, followSymlinks: false, atomic: false, ignored });
+    this.watcher.on("all", (_event, p) => {
+      if (!ignored(p) && p !== dir) this.schedule();
+    });
     this.watcher.on("error", (err) => this.log.warn({ event: "config_watch_error", err }));
     await new Promise<void>((resolve) => this.watcher!.once("ready", () => resolve()));
   }
@@ -66,8 +82,14 @@ export class ConfigWatch {
   }
 
   private schedule(): void {
+    const now = Date.now();
+    this.burstStart ??= now;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.check(), DEBOUNCE_MS);
+    const due = Math.min(now + DEBOUNCE_MS, this.burstStart + MAX_DELAY_MS);
+    this.timer = setTimeout(() => {
+      this.burstStart = undefined;
+      void this.check();
+    }, due - now);
   }
 
   private async check(): Promise<void> {

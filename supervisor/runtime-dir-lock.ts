@@ -6,21 +6,12 @@ import { SwitchyardError } from "../common/errors.js";
 const netns = (): number => fs.statSync("/proc/self/ns/net").ino;
 
 /**
- * Names this supervisor among others that share its runtime dir: those of
- * other network namespaces may, and in containers they may share a pid too.
- */
-export function supervisorTag(): string {
-  return `${netns()}-${process.pid}`;
-}
-
-/**
  * Claims the runtime dir for this supervisor, in this network namespace, for
  * as long as it lives. A second `switchyard run` on the same dir in the same
  * namespace (started twice by mistake) would replace the first one's control
  * socket, leaving it unreachable by `ctl`; it could not serve the same ports
- * anyway. Supervisors of other namespaces may share the dir: their workers'
- * health sockets carry their supervisorTag(), but the last one started owns
- * control.sock. The flock dies with the process: a crash leaves nothing stale.
+ * anyway. Supervisors of other namespaces may share the dir (their workers
+ * keep no file there), but the last one started owns control.sock. The flock dies with the process: a crash leaves nothing stale.
  */
 export function claimRuntimeDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });

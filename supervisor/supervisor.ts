@@ -46,7 +46,7 @@ export class Supervisor {
       provider,
       spawn: (o, events) =>
         this.metrics.track(new WorkerProcess(
-          { ...o, runtimeDir: options.runtimeDir, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, log },
+          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, log },
           events,
         )),
       observe: {

@@ -1,6 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import type { Plan } from "../config/plan.js";
@@ -9,11 +7,7 @@ import { SwitchyardError } from "../common/errors.js";
 import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
 import { closeFd, socketInode, socketPair } from "../native/index.js";
 import { sendListeners } from "./handoff.js";
-import { supervisorTag } from "./runtime-dir-lock.js";
-import { probeWorker } from "./health-probe.js";
-
-/** In health-socket names: supervisors of other network namespaces may share the runtime dir. */
-const SUPERVISOR_TAG = supervisorTag();
+import { HealthProbe } from "./health-probe.js";
 
 const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
 
@@ -33,7 +27,6 @@ export interface WorkerOptions {
   index: number;
   plan: Plan;
   listeners: readonly { spec: ListenerSpec; fd: number }[];
-  runtimeDir: string;
   credentials?: { uid: number; gid: number };
   drainTimeoutMs: number;
   startTimeoutMs: number;
@@ -44,7 +37,7 @@ export interface WorkerOptions {
 }
 
 export interface WorkerEvents {
-  /** Hand-over acknowledged and /healthz answered 200. */
+  /** Hand-over acknowledged and the health check answered "serving". */
   onReady(w: WorkerProcess): void;
   /** Could not start (hand-over, health, timeout); the process is being killed. */
   onStartFailed(w: WorkerProcess, err: SwitchyardError): void;
@@ -64,12 +57,12 @@ export class WorkerProcess {
   state: WorkerState = "starting";
   readonly generation: number;
   readonly index: number;
-  readonly healthSocket: string;
   readonly startedAt = Date.now();
   private readonly child: ChildProcess;
   private handoffSock: number | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
+  private readonly health = new HealthProbe((seq) => this.send({ type: "health-check", seq }));
   private markStartedAccepting!: () => void;
   /** Resolves once the worker accepts on its listeners (acknowledged "serve") or has exited. */
   readonly startedAccepting = new Promise<void>((resolve) => (this.markStartedAccepting = resolve));
@@ -80,7 +73,6 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
-    this.healthSocket = path.join(opts.runtimeDir, `worker-${SUPERVISOR_TAG}-${opts.generation}-${opts.index}.sock`);
     const [ours, theirs] = socketPair();
     this.handoffSock = ours;
     try {
@@ -110,7 +102,7 @@ export class WorkerProcess {
 
   private async handOver(): Promise<void> {
     const { opts } = this;
-    this.send({ type: "start", id: { generation: opts.generation, worker: opts.index }, plan: opts.plan, listeners: opts.listeners.map((l) => l.spec), healthSocket: this.healthSocket, credentials: opts.credentials });
+    this.send({ type: "start", id: { generation: opts.generation, worker: opts.index }, plan: opts.plan, listeners: opts.listeners.map((l) => l.spec), credentials: opts.credentials });
     try {
       await sendListeners(this.handoffSock!, opts.listeners.map((l) => ({ key: l.spec.key, fd: l.fd })), this.startedAt + opts.startTimeoutMs);
     } catch (err) {
@@ -131,6 +123,7 @@ export class WorkerProcess {
       void this.gateOnHealth();
     },
     "start-failed": (msg) => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`)),
+    health: (msg) => this.health.answer(msg.seq, msg.serving),
     serving: () => this.markStartedAccepting(),
     draining: () => this.markStoppedAccepting(),
     drained: (msg) => this.events.onDrained(this, msg),
@@ -138,8 +131,12 @@ export class WorkerProcess {
   };
 
   private onMessage(raw: unknown): void {
+    if (this.state === "exited") return;
     if (!isFromWorker(raw)) {
-      this.opts.log.error({ event: "unknown_worker_message", generation: this.generation, worker: this.index, message: raw });
+      // A worker that breaks the protocol cannot be trusted with its sockets: it is
+      // replaced (or, while starting, its generation rolled back) like one that crashed.
+      this.opts.log.error({ event: "worker_protocol_error", generation: this.generation, worker: this.index, pid: this.pid, message: preview(raw) });
+      this.kill("SIGKILL");
       return;
     }
     dispatch(this.handlers, raw);
@@ -149,9 +146,9 @@ export class WorkerProcess {
     const deadline = this.startedAt + this.opts.startTimeoutMs;
     let delay = 5;
     while (this.state === "starting" && Date.now() < deadline) {
-      const status = await probeWorker(this.healthSocket, 1000);
+      const serving = await this.health.check(Math.min(1000, Math.max(1, deadline - Date.now())));
       if (this.state !== "starting") return;
-      if (status === 200) {
+      if (serving) {
         clearTimeout(this.startTimer);
         this.state = "serving";
         this.events.onReady(this);
@@ -233,11 +230,24 @@ export class WorkerProcess {
     clearTimeout(this.startTimer);
     clearTimeout(this.killTimer);
     this.closeHandoff();
-    fs.rm(this.healthSocket, { force: true }, () => undefined);
+    this.health.cancel();
     if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
     this.events.onExit(this, code, signal);
     // Messages still in the channel are delivered before "disconnect".
     if (this.child.connected) this.child.once("disconnect", () => this.events.onClosed(this));
     else this.events.onClosed(this);
   }
+}
+
+/** At most this much of a message that broke the protocol goes into the log line. */
+const PREVIEW_CHARS = 200;
+
+function preview(raw: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(raw) ?? String(raw);
+  } catch {
+    text = String(raw);
+  }
+  return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}... (${text.length} chars)` : text;
 }

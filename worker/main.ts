@@ -1,11 +1,9 @@
 // Worker entry: receives its listening fds and Plan from the supervisor,
 // proxies connections, and drains when told to (or when the supervisor is gone).
-import type http from "node:http";
 import { createLogger, type Logger } from "../common/log.js";
 import { dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
 import { receiveListeners } from "./handoff.js";
 import { Acceptor } from "./acceptor.js";
-import { startHealthServer } from "./health-server.js";
 import { WorkerMetrics } from "./metrics.js";
 import { AccessLog } from "./access-log.js";
 import { readFault } from "./fault-injection.js";
@@ -13,9 +11,9 @@ import { readFault } from "./fault-injection.js";
 let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;
 let metrics: WorkerMetrics | undefined;
-let healthServer: http.Server | undefined;
-/** Started: fds in hand, privileges dropped; /healthz answers 200. */
+/** Started: fds in hand, privileges dropped; health checks answer "serving". */
 let ready = false;
+let fault: ReturnType<typeof readFault>;
 let accepting = false;
 let draining = false;
 const accessLog = AccessLog.fromEnv();
@@ -30,7 +28,7 @@ function send(msg: FromWorker): Promise<void> {
 
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   log = createLogger({ role: "worker", generation: msg.id.generation, worker: msg.id.worker });
-  const fault = readFault(msg.id.worker);
+  fault = readFault(msg.id.worker);
   if (fault === "crash-on-start") throw Object.assign(new Error("fault injected: crash-on-start"), { code: "FAULT_INJECTED" });
   const listeners = receiveListeners(msg.listeners);
   metrics = new WorkerMetrics(msg.plan.apps);
@@ -55,14 +53,8 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     },
     log,
   );
-  healthServer = await startHealthServer(msg.healthSocket, {
-    get serving() {
-      return ready && !draining && fault !== "unhealthy";
-    },
-    body: () => ({ generation: msg.id.generation, worker: msg.id.worker, pid: process.pid, connections: acceptor?.connections ?? 0 }),
-  });
   if (msg.credentials) {
-    // Everything privileged (the fds, the health socket) is in hand: give up root.
+    // Everything privileged (the fds) is in hand: give up root.
     process.setgroups?.([]);
     process.setgid?.(msg.credentials.gid);
     process.setuid?.(msg.credentials.uid);
@@ -112,7 +104,6 @@ async function drain(timeoutMs: number): Promise<void> {
   const cut = outcome === "timeout" ? open : 0;
   await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [] });
   log.info({ event: "worker_drained", outcome });
-  healthServer?.close();
   await accessLog.close();
   process.disconnect?.();
   process.exit(0);
@@ -133,6 +124,7 @@ const handlers: Handlers<ToWorker> = {
     });
   },
   drain: (msg) => void drain(msg.timeoutMs),
+  "health-check": (msg) => void send({ type: "health", seq: msg.seq, serving: ready && !draining && fault !== "unhealthy" }),
   "metrics-request": (msg) => {
     if (metrics) void send({ type: "metrics", seq: msg.seq, metrics: metrics.snapshot() });
   },
