@@ -1,7 +1,11 @@
-// The one protocol between supervisor and worker. JSON messages travel over
-// Node's IPC channel; the listening fds travel separately, by SCM_RIGHTS on the
-// hand-over socket (the worker's fd HANDOFF_FD), in the order of `listeners`.
+// The one protocol between supervisor and worker. JSON messages travel as lines
+// on the channel (the worker's fd CHANNEL_FD, common/channel.ts); the listening
+// fds travel separately, by SCM_RIGHTS on the hand-over socket (the worker's fd
+// HANDOFF_FD), in the order of `listeners`.
 import type { Plan } from "../config/plan.js";
+
+/** Worker's fd number of the message channel (stdio index in spawn). */
+export const CHANNEL_FD = 3;
 
 /** Worker's fd number of the hand-over socket (stdio index in spawn). */
 export const HANDOFF_FD = 4;

@@ -4,10 +4,14 @@ import type { Readable } from "node:stream";
 import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import { SwitchyardError } from "../common/errors.js";
-import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
+import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
+import { Channel } from "../common/channel.js";
 import { closeFd, socketInode, socketPair } from "../native/index.js";
 import { sendListeners } from "./handoff.js";
 import { HealthProbe } from "./health-probe.js";
+
+/** The worker's fd of its access-log pipe (stdio index in spawn). */
+const ACCESS_LOG_FD = 5;
 
 const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
 
@@ -59,10 +63,17 @@ export class WorkerProcess {
   readonly index: number;
   readonly startedAt = Date.now();
   private readonly child: ChildProcess;
+  private readonly channel: Channel;
+  private exited = false;
   private handoffSock: number | undefined;
+  /** What this worker was asked and has answered, to tell an answer from an out-of-order message. */
+  private readonly protocol = { started: false, serveSent: false, served: false, drained: false, healthSeq: 0, metricsSeq: 0 };
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
-  private readonly health = new HealthProbe((seq) => this.send({ type: "health-check", seq }));
+  private readonly health = new HealthProbe((seq) => {
+    this.protocol.healthSeq = seq;
+    return this.send({ type: "health-check", seq });
+  });
   private markStartedAccepting!: () => void;
   /** Resolves once the worker accepts on its listeners (acknowledged "serve") or has exited. */
   readonly startedAccepting = new Promise<void>((resolve) => (this.markStartedAccepting = resolve));
@@ -74,24 +85,37 @@ export class WorkerProcess {
     this.generation = opts.generation;
     this.index = opts.index;
     const [ours, theirs] = socketPair();
+    const [channelOurs, channelTheirs] = socketPair();
     this.handoffSock = ours;
+    const stdio: ("ignore" | "inherit" | "pipe" | number)[] = ["ignore", "inherit", "inherit"];
+    stdio[CHANNEL_FD] = channelTheirs;
+    stdio[HANDOFF_FD] = theirs;
+    stdio[ACCESS_LOG_FD] = opts.accessLog ? "pipe" : "ignore";
     try {
       this.child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
-        stdio: ["ignore", "inherit", "inherit", "ipc", theirs, opts.accessLog ? "pipe" : "ignore"],
+        stdio,
         // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
         // otherwise accepts until the queue is empty, so the first to wake takes a whole
         // burst (2x more than its peer on a busy machine); one accept per wake-up spreads them.
-        env: { UV_TCP_SINGLE_ACCEPT: "1", ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: "5" } : {}) },
+        env: { UV_TCP_SINGLE_ACCEPT: "1", ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: String(ACCESS_LOG_FD) } : {}) },
       });
+    } catch (err) {
+      closeFd(ours);
+      closeFd(channelOurs);
+      throw err;
     } finally {
       closeFd(theirs);
+      closeFd(channelTheirs);
     }
-    const accessLog = (this.child.stdio as unknown as (Readable | null)[])[5] ?? null;
+    this.channel = new Channel(channelOurs, {
+      message: (raw) => this.onMessage(raw),
+      invalid: (reason, preview) => this.protocolError(reason, preview),
+      close: () => this.channelClosed(),
+    });
+    const accessLog = (this.child.stdio as unknown as (Readable | null)[])[ACCESS_LOG_FD] ?? null;
     if (accessLog) events.onAccessLog(this, accessLog);
-    this.child.on("message", (raw: unknown) => this.onMessage(raw));
     this.child.on("exit", (code, signal) => this.onExit(code, signal));
-    // An IPC write to a dying worker fails with EPIPE; its exit event follows.
-    this.child.on("error", (err) => opts.log.warn({ event: "worker_ipc_error", generation: this.generation, worker: this.index, err }));
+    this.child.on("error", (err) => opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err }));
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
     void this.handOver();
   }
@@ -112,6 +136,8 @@ export class WorkerProcess {
 
   private readonly handlers: Handlers<FromWorker> = {
     started: (msg) => {
+      if (this.protocol.started) return this.protocolError("a second \"started\"", msg);
+      this.protocol.started = true;
       this.closeHandoff();
       // Abandoned meanwhile (rollback, shutdown): its listeners may be closed already.
       if (this.state !== "starting") return;
@@ -122,24 +148,51 @@ export class WorkerProcess {
       }
       void this.gateOnHealth();
     },
-    "start-failed": (msg) => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`)),
-    health: (msg) => this.health.answer(msg.seq, msg.serving),
-    serving: () => this.markStartedAccepting(),
+    "start-failed": (msg) => {
+      if (this.protocol.started) return this.protocolError("\"start-failed\" after \"started\"", msg);
+      this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker failed to start: ${msg.code}: ${msg.message}`));
+    },
+    health: (msg) => {
+      if (msg.seq > this.protocol.healthSeq) return this.protocolError("an answer to a health check never sent", msg);
+      this.health.answer(msg.seq, msg.serving);
+    },
+    serving: (msg) => {
+      if (!this.protocol.serveSent || this.protocol.served) return this.protocolError("\"serving\" without \"serve\"", msg);
+      this.protocol.served = true;
+      this.markStartedAccepting();
+    },
+    // A worker may drain unasked: a TERM sent to the whole cgroup, its channel closing.
     draining: () => this.markStoppedAccepting(),
-    drained: (msg) => this.events.onDrained(this, msg),
-    metrics: (msg) => this.events.onMetrics(this, msg.seq, msg.metrics),
+    drained: (msg) => {
+      if (this.protocol.drained) return this.protocolError("a second \"drained\"", msg);
+      this.protocol.drained = true;
+      this.events.onDrained(this, msg);
+    },
+    metrics: (msg) => {
+      if (msg.seq > this.protocol.metricsSeq) return this.protocolError("metrics never asked for", msg);
+      this.events.onMetrics(this, msg.seq, msg.metrics);
+    },
   };
 
   private onMessage(raw: unknown): void {
-    if (this.state === "exited") return;
-    if (!isFromWorker(raw)) {
-      // A worker that breaks the protocol cannot be trusted with its sockets: it is
-      // replaced (or, while starting, its generation rolled back) like one that crashed.
-      this.opts.log.error({ event: "worker_protocol_error", generation: this.generation, worker: this.index, pid: this.pid, message: preview(raw) });
-      this.kill("SIGKILL");
-      return;
-    }
+    if (this.protocolBroken) return;
+    if (!isFromWorker(raw)) return this.protocolError("an unknown or malformed message", raw);
     dispatch(this.handlers, raw);
+  }
+
+  private protocolBroken = false;
+
+  /**
+   * A worker that breaks the protocol cannot be trusted with its sockets: it
+   * is killed and, like one that crashed, replaced (or, while starting, its
+   * generation rolled back). Nothing more it sends is read.
+   */
+  private protocolError(reason: string, message: unknown): void {
+    if (this.protocolBroken) return;
+    this.protocolBroken = true;
+    this.opts.log.error({ event: "worker_protocol_error", generation: this.generation, worker: this.index, pid: this.pid, reason, message: typeof message === "string" ? message : preview(message) });
+    if (this.state === "starting") this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker broke the protocol: ${reason}`));
+    else this.kill("SIGKILL");
   }
 
   private async gateOnHealth(): Promise<void> {
@@ -176,7 +229,9 @@ export class WorkerProcess {
 
   /** Cut-over: the worker starts accepting. Only for a worker that is ready ("serving" state). */
   serve(): void {
-    if (this.state === "serving") this.send({ type: "serve" });
+    if (this.state !== "serving" || this.protocol.serveSent) return;
+    this.protocol.serveSent = true;
+    this.send({ type: "serve" });
   }
 
   drain(): void {
@@ -202,17 +257,22 @@ export class WorkerProcess {
   }
 
   requestMetrics(seq: number): boolean {
-    return this.state !== "exited" && this.send({ type: "metrics-request", seq });
+    if (this.state === "exited" || this.protocolBroken) return false;
+    this.protocol.metricsSeq = Math.max(this.protocol.metricsSeq, seq);
+    return this.send({ type: "metrics-request", seq });
   }
 
   kill(signal: NodeJS.Signals): void {
-    if (this.state !== "exited") this.child.kill(signal);
+    if (!this.exited) this.child.kill(signal);
   }
 
   private send(msg: ToWorker): boolean {
-    if (!this.child.connected) return false;
-    this.child.send(msg);
-    return true;
+    return this.channel.send(msg);
+  }
+
+  /** The worker's end of the channel is closed: it has exited, or is about to. */
+  private channelClosed(): void {
+    if (this.exited) this.events.onClosed(this);
   }
 
   private closeHandoff(): void {
@@ -224,6 +284,7 @@ export class WorkerProcess {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     const wasStarting = this.state === "starting";
+    this.exited = true;
     this.state = "exited";
     this.markStartedAccepting();
     this.markStoppedAccepting();
@@ -233,8 +294,8 @@ export class WorkerProcess {
     this.health.cancel();
     if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
     this.events.onExit(this, code, signal);
-    // Messages still in the channel are delivered before "disconnect".
-    if (this.child.connected) this.child.once("disconnect", () => this.events.onClosed(this));
+    // Messages still in the channel are delivered before it reports closed.
+    if (this.channel.connected) this.channel.close();
     else this.events.onClosed(this);
   }
 }

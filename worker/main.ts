@@ -1,7 +1,8 @@
 // Worker entry: receives its listening fds and Plan from the supervisor,
 // proxies connections, and drains when told to (or when the supervisor is gone).
 import { createLogger, type Logger } from "../common/log.js";
-import { dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
+import { CHANNEL_FD, dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
+import { Channel } from "../common/channel.js";
 import { receiveListeners } from "./handoff.js";
 import { Acceptor } from "./acceptor.js";
 import { WorkerMetrics } from "./metrics.js";
@@ -20,10 +21,7 @@ const accessLog = AccessLog.fromEnv();
 
 function send(msg: FromWorker): Promise<void> {
   // Resolves once the message is written: a worker about to exit must wait for that.
-  return new Promise((resolve) => {
-    if (!process.connected || !process.send) return resolve();
-    process.send(msg, undefined, {}, () => resolve());
-  });
+  return new Promise((resolve) => channel.send(msg, resolve));
 }
 
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
@@ -105,7 +103,7 @@ async function drain(timeoutMs: number): Promise<void> {
   await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [] });
   log.info({ event: "worker_drained", outcome });
   await accessLog.close();
-  process.disconnect?.();
+  channel.close();
   process.exit(0);
 }
 
@@ -130,17 +128,19 @@ const handlers: Handlers<ToWorker> = {
   },
 };
 
-process.on("message", (raw: unknown) => {
-  if (!isToWorker(raw)) {
-    log.error({ event: "unknown_message", message: raw });
-    return;
-  }
-  dispatch(handlers, raw);
+const channel = new Channel(CHANNEL_FD, {
+  message: (raw) => {
+    if (!isToWorker(raw)) {
+      log.error({ event: "unknown_message", message: raw });
+      return;
+    }
+    dispatch(handlers, raw);
+  },
+  invalid: (reason, preview) => log.error({ event: "channel_invalid", reason, preview }),
+  // The supervisor is gone (crash, SIGKILL): stop taking connections on its
+  // sockets so a restarted supervisor can bind them, finish what is open, exit.
+  close: () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)),
 });
-
-// The supervisor is gone (crash, SIGKILL): stop taking connections on its
-// sockets so a restarted supervisor can bind them, finish what is open, exit.
-process.on("disconnect", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));
 // SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
 process.on("SIGINT", () => undefined);
 // USR1 is for the supervisor (reopen the access log); a `systemctl kill -s USR1` reaches the
