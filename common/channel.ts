@@ -46,6 +46,11 @@ export class Channel {
     return true;
   }
 
+  /** Writes bytes as they are, framing or not: only for fault injection (a broken peer). */
+  writeRaw(bytes: Buffer): void {
+    if (this.open) this.socket.write(bytes);
+  }
+
   /** Sends what is queued, then closes. */
   close(): void {
     this.socket.end();

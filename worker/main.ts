@@ -61,6 +61,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   // a generation that is rolled back never carries a connection.
   ready = true;
   void send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
+  if (typeof fault === "object" && fault.when === "started") channel.writeRaw(fault.channelBytes);
   log.info({ event: "worker_started", listeners: listeners.length, uid: process.getuid?.() });
 }
 
@@ -71,6 +72,7 @@ async function serve(): Promise<void> {
   // A drain that came in while listen() ran has closed nothing: close now.
   if (draining) acceptor.stopAccepting();
   void send({ type: "serving" });
+  if (typeof fault === "object" && fault.when === "serving") channel.writeRaw(fault.channelBytes);
   log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
