@@ -1,4 +1,6 @@
+import path from "node:path";
 import { DgramSocket } from "node-unix-socket";
+import { unixSocketPath } from "../common/unix-path.js";
 import type { Logger } from "../common/log.js";
 import type { Supervisor } from "./supervisor.js";
 
@@ -15,8 +17,11 @@ export class SystemdNotifier {
   private stopped = false;
 
   constructor(private readonly log: Logger, notifySocket = process.env.NOTIFY_SOCKET) {
-    // An abstract address ("@name") is the same name with a leading NUL byte.
-    this.path = notifySocket ? notifySocket.replace(/^@/, "\0") : undefined;
+    // An abstract address ("@name") is the same name with a leading NUL byte. A
+    // path longer than sun_path is reached through its directory's fd, kept
+    // open (close-on-exec) for the supervisor's life.
+    if (notifySocket?.startsWith("@")) this.path = `\0${notifySocket.slice(1)}`;
+    else if (notifySocket) this.path = reachable(notifySocket);
   }
 
   get enabled(): boolean {
@@ -68,6 +73,15 @@ export class SystemdNotifier {
       /* already closed */
     }
     this.socket = undefined;
+  }
+}
+
+/** The path to send to; a long one whose directory cannot be opened stays as it is, for sendTo to report. */
+function reachable(socketPath: string): string {
+  try {
+    return unixSocketPath(path.dirname(socketPath), path.basename(socketPath)).path;
+  } catch {
+    return socketPath;
   }
 }
 

@@ -112,6 +112,27 @@ test("an abstract NOTIFY_SOCKET (@name) works too", async (t) => {
   t.is(await notes.received[0]!.healthzAtReady, 200);
 });
 
+test("NOTIFY_SOCKET longer than sun_path holds (a deep directory): READY=1 arrives", async (t) => {
+  const target = await startTarget("long");
+  t.teardown(() => target.close());
+  const [port, adminPort] = (await freePorts(2)) as [number, number];
+  const dir = path.join(tempDir("switchyard-notify-"), "d".repeat(100));
+  fs.mkdirSync(dir);
+  const notifySocket = path.join(dir, "notify.sock");
+  t.true(Buffer.byteLength(notifySocket) > 107);
+  // The test binds it the way the supervisor reaches it: through an open fd of the directory.
+  const dirFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const notes = listen(`/proc/self/fd/${dirFd}/notify.sock`, adminPort);
+  fs.closeSync(dirFd);
+  t.teardown(() => notes.close());
+  t.true(fs.statSync(notifySocket).isSocket());
+  const sup = await startSupervisor({ config: config(app("l", [port], [target])), workers: 1, env: { NOTIFY_SOCKET: notifySocket }, args: ["--admin", `127.0.0.1:${adminPort}`, "--access-log", "off"] });
+  t.teardown(() => sup.stop("SIGKILL"));
+  await notes.count(1, "READY=1 on the long path");
+  t.is(notes.received[0]!.fields.get("READY"), "1");
+  t.false(sup.logs.some((l) => l.event === "sd_notify_unavailable"));
+});
+
 test("NOTIFY_SOCKET at a missing path: logged once, the proxy serves and reloads", async (t) => {
   const [t1, t2] = await Promise.all([startTarget("t1"), startTarget("t2")]);
   t.teardown(() => Promise.all([t1.close(), t2.close()]));
