@@ -23,6 +23,15 @@ const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
  */
 const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
 
+/**
+ * A serving worker is health-checked every LIVENESS_INTERVAL_MS; one that
+ * has not answered LIVENESS_MISSES checks in a row (stopped, hung in a loop,
+ * swapped out) is killed and, like a crashed one, replaced: its clients are
+ * stalled anyway, and the kernel queue is served by the others meanwhile.
+ */
+const LIVENESS_INTERVAL_MS = 1000;
+const LIVENESS_MISSES = 5;
+
 /** How long a worker told to close its connections now may take to report and exit. */
 const CLOSE_NOW_GRACE_MS = 2000;
 
@@ -70,6 +79,7 @@ export class WorkerProcess {
   private readonly protocol = { started: false, serveSent: false, served: false, drained: false, healthSeq: 0, metricsSeq: 0 };
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
   private readonly health = new HealthProbe((seq) => {
     this.protocol.healthSeq = seq;
     return this.send({ type: "health-check", seq });
@@ -204,6 +214,7 @@ export class WorkerProcess {
       if (serving) {
         clearTimeout(this.startTimer);
         this.state = "serving";
+        this.watchLiveness();
         this.events.onReady(this);
         return;
       }
@@ -211,6 +222,22 @@ export class WorkerProcess {
       delay = Math.min(delay * 2, 200);
     }
     // The start timer reports the failure.
+  }
+
+  private watchLiveness(): void {
+    let misses = 0;
+    const probe = async (): Promise<void> => {
+      const answered = await this.health.check(LIVENESS_INTERVAL_MS);
+      if (this.state !== "serving") return;
+      misses = answered ? 0 : misses + 1;
+      if (misses < LIVENESS_MISSES) {
+        this.livenessTimer = setTimeout(() => void probe(), answered ? LIVENESS_INTERVAL_MS : 0);
+        return;
+      }
+      this.opts.log.error({ event: "worker_unresponsive", generation: this.generation, worker: this.index, pid: this.pid, missed_checks: misses, interval_ms: LIVENESS_INTERVAL_MS });
+      this.kill("SIGKILL");
+    };
+    this.livenessTimer = setTimeout(() => void probe(), LIVENESS_INTERVAL_MS);
   }
 
   private failStart(err: SwitchyardError): void {
@@ -237,6 +264,7 @@ export class WorkerProcess {
   drain(): void {
     if (this.state === "exited" || this.state === "draining") return;
     clearTimeout(this.startTimer);
+    clearTimeout(this.livenessTimer);
     this.state = "draining";
     this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs });
     // The worker exits by the drain deadline itself; this is for one that cannot.
@@ -286,6 +314,7 @@ export class WorkerProcess {
     const wasStarting = this.state === "starting";
     this.exited = true;
     this.state = "exited";
+    clearTimeout(this.livenessTimer);
     this.markStartedAccepting();
     this.markStoppedAccepting();
     clearTimeout(this.startTimer);
