@@ -124,12 +124,31 @@ export class Pool {
   }
 
   private spawnInto(gen: Generation, index: number, prepared: PreparedListeners): void {
-    const w = this.opts.spawn({ generation: gen.number, index, plan: gen.plan, listeners: prepared.listeners }, {
-      onReady: (w) => this.onReady(gen, w),
-      onStartFailed: (w, err) => this.onStartFailed(gen, w, err),
-      onExit: (w, code, signal) => this.onExit(gen, w, code, signal),
-      ...this.opts.observe,
-    });
+    let w: WorkerProcess;
+    try {
+      w = this.opts.spawn({ generation: gen.number, index, plan: gen.plan, listeners: prepared.listeners }, {
+        onReady: (w) => this.onReady(gen, w),
+        onStartFailed: (w, err) => this.onStartFailed(gen, w, err),
+        onExit: (w, code, signal) => this.onExit(gen, w, code, signal),
+        ...this.opts.observe,
+      });
+    } catch (err) {
+      // No process (out of fds or memory: socketpair or fork failed): a reload
+      // rolls back; a slot of the serving generation tries again after its backoff.
+      const e = err as NodeJS.ErrnoException;
+      if (gen.state === "starting") {
+        this.startWaiters.get(gen)?.reject(new SwitchyardError("WORKER_START_FAILED", `generation ${gen.number}, worker ${index}: cannot start a worker: ${e.message}`, { cause: err }));
+        return;
+      }
+      const slot = gen.slots[index]!;
+      slot.worker = undefined;
+      const delay = gen.restartDelay(index, 0);
+      this.opts.log.error({ event: "worker_spawn_failed", generation: gen.number, worker: index, code: e.code, reason: e.message, restart_in_ms: delay });
+      slot.restartTimer = setTimeout(() => {
+        if (gen === this.current && !this.stopping && slot.worker === undefined) this.spawnInto(gen, index, gen.prepared);
+      }, delay);
+      return;
+    }
     gen.slots[index]!.worker = w;
   }
 

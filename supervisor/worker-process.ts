@@ -125,7 +125,11 @@ export class WorkerProcess {
     const accessLog = (this.child.stdio as unknown as (Readable | null)[])[ACCESS_LOG_FD] ?? null;
     if (accessLog) events.onAccessLog(this, accessLog);
     this.child.on("exit", (code, signal) => this.onExit(code, signal));
-    this.child.on("error", (err) => opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err }));
+    this.child.on("error", (err) => {
+      opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
+      // The process never started (fork failed): no "exit" will come; this is its end.
+      if (this.child.pid === undefined) this.onExit(null, null);
+    });
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
     void this.handOver();
   }
@@ -311,6 +315,7 @@ export class WorkerProcess {
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
     const wasStarting = this.state === "starting";
     this.exited = true;
     this.state = "exited";
