@@ -2,22 +2,31 @@ import net from "node:net";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { CONTROL_SOCKET, type ControlRequest, type ControlResponse } from "../common/control-protocol.js";
+import { unixSocketPath, type UnixSocketPath } from "../common/unix-path.js";
 import { defaultRuntimeDir } from "../supervisor/args.js";
 import { formatStatusTable } from "./status-table.js";
 
-function call(socketPath: string, req: ControlRequest): Promise<ControlResponse> {
+/** One request on the control socket; messages name `where.file`, the real path. */
+function call(where: UnixSocketPath, req: ControlRequest): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
+    const socket = net.connect(where.path);
     let text = "";
     socket.setEncoding("utf8");
-    socket.on("connect", () => socket.write(JSON.stringify(req) + "\n"));
+    socket.on("connect", () => {
+      // connect(2) has resolved the /proc/self/fd path, if any: the directory fd is no longer needed.
+      where.release();
+      socket.write(JSON.stringify(req) + "\n");
+    });
     socket.on("data", (c: string) => (text += c));
-    socket.on("error", reject);
+    socket.on("error", (err) => {
+      where.release();
+      reject(err);
+    });
     socket.on("end", () => {
       try {
         resolve(JSON.parse(text) as ControlResponse);
       } catch {
-        reject(new Error(`malformed answer from ${socketPath}: ${JSON.stringify(text.slice(0, 200))}`));
+        reject(new Error(text === "" ? "the supervisor closed the connection without an answer" : `malformed answer from ${where.file}: ${JSON.stringify(text.slice(0, 200))}`));
       }
     });
   });
@@ -36,14 +45,15 @@ export async function ctl(argv: string[]): Promise<number> {
     process.stderr.write("usage: switchyard ctl [--runtime-dir DIR] [--json] status|reload\n");
     return 2;
   }
-  const socketPath = path.join(values["runtime-dir"] ?? defaultRuntimeDir(), CONTROL_SOCKET);
+  const runtimeDir = values["runtime-dir"] ?? defaultRuntimeDir();
   let res: ControlResponse;
   try {
-    res = await call(socketPath, { command });
+    // A long path is reached through an fd of its directory: opening that can fail too.
+    res = await call(unixSocketPath(runtimeDir, CONTROL_SOCKET), { command });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const hint = code === "ENOENT" || code === "ECONNREFUSED" ? " (is the supervisor running with this --runtime-dir?)" : code === "EACCES" ? " (permission denied: run as the supervisor's user)" : "";
-    process.stderr.write(`switchyard ctl: cannot reach ${socketPath}: ${code ?? (err as Error).message}${hint}\n`);
+    process.stderr.write(`switchyard ctl: cannot reach ${path.join(runtimeDir, CONTROL_SOCKET)}: ${code ?? (err as Error).message}${hint}\n`);
     return 1;
   }
   if (!res.ok) {
