@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import net from "node:net";
 import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
@@ -7,8 +8,54 @@ import { balancerFor } from "./balancers/index.js";
 import { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
+import { countAcceptError } from "./metrics.js";
 
 const LISTEN_BACKLOG = 4096;
+
+/**
+ * Free fds an accepted connection needs: one for its target's socket, and one
+ * left over so that the next accept(2) succeeds. When accept(2) itself fails
+ * with EMFILE, libuv closes the pending connections behind Node's back (its
+ * reserve-fd trick) and Node hears nothing: refusing here first, while an fd
+ * is still free, is what makes those refusals visible and counted.
+ */
+const FDS_PER_ACCEPT = 2;
+/** Estimated headroom below which each accept checks for free fds for real; above it, no syscall. */
+const FD_CHECK_MARGIN = 256;
+/** An episode of refusals ends at the first connection accepted this long after the last refusal: one line per episode, not per flap. */
+const ACCEPT_QUIET_MS = 1000;
+
+/** The soft RLIMIT_NOFILE (Node raises it to the hard limit at start-up); undefined if unknown or unlimited. */
+function fdLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function fdsOpen(): number {
+  try {
+    return fs.readdirSync("/proc/self/fd").length;
+  } catch {
+    return 0;
+  }
+}
+
+/** EMFILE or ENFILE when fewer than `n` fds can be opened now; undefined otherwise (or when it cannot tell). */
+function lackingFds(n: number): string | undefined {
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) fds.push(fs.openSync("/dev/null", "r"));
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === "EMFILE" || code === "ENFILE" ? code : undefined;
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+  }
+}
 
 /**
  * Accepts on the handed-over listening sockets and proxies each connection.
@@ -24,6 +71,11 @@ export class Acceptor {
   private idleWaiters: (() => void)[] = [];
   /** One hooks object for every connection, rather than one per connection. */
   private readonly connHooks: ProxyHooks;
+  private readonly fdLimit = fdLimit();
+  /** Fds open once listening, before any connection: the base of the headroom estimate. */
+  private fdBase = 0;
+  /** The current episode of refused connections, if any. */
+  private failing: { count: number; lastAt: number } | undefined;
 
   constructor(
     plan: Plan,
@@ -58,12 +110,14 @@ export class Acceptor {
 
   async start(): Promise<void> {
     await Promise.all(this.listeners.map((l) => this.listen(l)));
+    this.fdBase = fdsOpen();
   }
 
   private listen(l: ReceivedListener): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(l, socket));
     this.servers.push(server);
-    server.on("error", (err) => this.log.error({ event: "accept_error", listener: l.spec.key, err }, "accept failed"));
+    // The server keeps accepting after an error; Node's error carries no connection to close.
+    server.on("error", (err: NodeJS.ErrnoException) => this.refused(err.code ?? "UNKNOWN", l.spec.key));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
@@ -76,12 +130,35 @@ export class Acceptor {
   }
 
   private accept(l: ReceivedListener, socket: net.Socket): void {
+    // Each open connection holds about two fds (client, target); only near the limit is it worth two open(2)s.
+    if (this.fdLimit !== undefined && this.fdBase + 2 * this.open.size + FD_CHECK_MARGIN >= this.fdLimit) {
+      const code = lackingFds(FDS_PER_ACCEPT);
+      if (code !== undefined) {
+        socket.destroy();
+        return this.refused(code, l.spec.key);
+      }
+    }
+    if (this.failing !== undefined && Date.now() - this.failing.lastAt >= ACCEPT_QUIET_MS) {
+      this.log.warn({ event: "accept_resumed", count: this.failing.count });
+      this.failing = undefined;
+    }
     const app = this.router.route(l.spec.key, socket);
     const runtime = app && this.runtimes.get(app.name);
     this.hooks.onAccepted(app?.name);
     const conn = new ProxiedConnection(socket, runtime, this.health, this.connHooks);
     this.open.add(conn);
     conn.start();
+  }
+
+  /** Counts a refused connection; logs once when an episode of them begins. */
+  private refused(code: string, listener: string): void {
+    countAcceptError(code);
+    if (this.failing === undefined) {
+      this.failing = { count: 0, lastAt: 0 };
+      this.log.error({ event: "accept_failing", code, listener, open_connections: this.open.size, fd_limit: this.fdLimit }, "refusing connections");
+    }
+    this.failing.count += 1;
+    this.failing.lastAt = Date.now();
   }
 
   /** Stops accepting; open connections go on. */

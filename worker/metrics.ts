@@ -43,6 +43,18 @@ class Family {
   }
 }
 
+/**
+ * Connections refused when accepting, by errno code (EMFILE: the worker is out
+ * of file descriptors). Module-level rather than in WorkerMetrics: the
+ * acceptor, of which a worker process has one, counts into it directly, since
+ * the hooks the worker's entry wires carry only accepted connections.
+ */
+const acceptErrors = new Family("switchyard_accept_errors_total", "Connections refused when accepting, by errno code (EMFILE: out of file descriptors)", "counter");
+
+export function countAcceptError(code: string): void {
+  acceptErrors.cell(code, () => ({ code })).value += 1;
+}
+
 /** Connection lifetimes of one app, in the histogram's buckets (not cumulative). */
 interface Durations {
   labels: Labels;
@@ -176,6 +188,6 @@ export class WorkerMetrics {
 
   /** Every family, in the order /metrics lists them. */
   snapshot(): MetricFamily[] {
-    return [this.accepted, this.active, this.errors, this.failures, this.bytes, this.durations, this.targetUp].map((f) => f.export());
+    return [this.accepted, this.active, this.errors, acceptErrors, this.failures, this.bytes, this.durations, this.targetUp].map((f) => f.export());
   }
 }

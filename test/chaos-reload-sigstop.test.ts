@@ -1,0 +1,204 @@
+// Fault: a worker frozen with SIGSTOP while a reload runs.
+// - A NEW worker, stopped as soon as it is spawned: it never answers /healthz,
+//   so the reload rolls back within --start-timeout; the frozen worker is
+//   killed (SIGKILL reaches a stopped process); the old workers serve on; no
+//   connection fails.
+// - An OLD serving worker, stopped just before the reload: the other old
+//   worker takes every new connection (they share the listening sockets), the
+//   reload succeeds (after waiting for the frozen worker's "draining" in vain),
+//   and the frozen worker is killed at the drain deadline. Only connections it
+//   held when it froze can fail; none dialled after the SIGSTOP does.
+// - A NEW worker stopped just after its health check passed: the cut-over goes
+//   on without it (serve_unconfirmed), the other new worker takes everything,
+//   and the liveness check kills and replaces the frozen one. No connection fails.
+import test, { type ExecutionContext } from "ava";
+import fs from "node:fs";
+import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
+import { clientLoops, freePorts, startTarget, type ExchangeOutcome } from "./helpers/net.js";
+import { adminGet, pollUntil } from "./helpers/core.js";
+import { childPids, isAlive } from "./helpers/procfs.js";
+import { app, config, currentPids, reloadVia, sighup, status } from "./helpers/reload.js";
+import { report, Tally } from "./helpers/chaos.js";
+
+const LOOPS = 8;
+
+/** Whether `pid` has exec'd the worker's program (a child between fork and exec still shows the supervisor's command line). */
+function runsWorker(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker/main.js");
+  } catch {
+    return false;
+  }
+}
+const START_TIMEOUT_S = 3;
+const DRAIN_TIMEOUT_S = 2;
+
+async function setup(t: ExecutionContext): Promise<{ sup: RunningSupervisor; ports: number[]; stopped: number[] }> {
+  const target = await startTarget("echo");
+  const ports = await freePorts(2);
+  const sup = await startSupervisor({
+    config: config(app("echo", ports, [target])),
+    workers: 2,
+    drainTimeout: DRAIN_TIMEOUT_S,
+    args: ["--access-log", "off", "--start-timeout", String(START_TIMEOUT_S)],
+  });
+  const stopped: number[] = [];
+  t.teardown(async () => {
+    // A frozen worker the supervisor did not kill must not outlive the test.
+    for (const pid of stopped) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    await sup.stop("SIGKILL");
+    await target.close();
+  });
+  return { sup, ports, stopped };
+}
+
+/** A client load in the background whose every exchange is recorded with its start time. */
+function load(ports: number[]): { outcomes: ExchangeOutcome[]; progress(n: number): Promise<void>; stop(): Promise<void> } {
+  const outcomes: ExchangeOutcome[] = [];
+  let stop = false;
+  const done = clientLoops(ports, LOOPS, () => stop, 60_000, "127.0.0.1", (o) => outcomes.push(o));
+  return {
+    outcomes,
+    progress: async (n) => {
+      const at = outcomes.filter((o) => o.result === "ok").length + n;
+      if (!(await pollUntil(() => outcomes.filter((o) => o.result === "ok").length >= at, 20_000, 20))) throw new Error(`load stalled: ${JSON.stringify(new Tally().addOutcomes(outcomes))}`);
+    },
+    stop: async () => {
+      stop = true;
+      await done;
+    },
+  };
+}
+
+test.serial("a NEW worker stopped during a reload: rolled back within --start-timeout, the frozen worker killed, 0 failed", async (t) => {
+  const { sup, ports, stopped } = await setup(t);
+  const s0 = await status(sup);
+  const oldPids = currentPids(s0);
+  const l = load(ports);
+  let took = 0;
+  try {
+    await l.progress(200);
+    const before = new Set(childPids(sup.pid));
+    const r = await reloadVia(sup, () => {
+      process.kill(sup.pid, "SIGHUP");
+      // Frozen as soon as it runs the worker, before it can answer /healthz. Not before
+      // its exec: libuv's spawn waits for that, and the whole supervisor with it.
+      void pollUntil(() => {
+        const fresh = childPids(sup.pid).find((p) => !before.has(p) && runsWorker(p));
+        if (fresh === undefined) return false;
+        process.kill(fresh, "SIGSTOP");
+        stopped.push(fresh);
+        return true;
+      }, 5000, 2);
+    }, undefined, 20_000);
+    t.is(stopped.length, 1, "no new worker was seen to stop");
+    t.is(r.ended.event, "reload_failed", JSON.stringify(r.ended));
+    t.is(r.ended.code, "WORKER_UNHEALTHY");
+    took = Date.parse(String(r.ended.time)) - Date.parse(String(r.started.time));
+    t.true(took <= (START_TIMEOUT_S + 1) * 1000 + 500, `the rollback took ${took} ms`);
+    t.log(`rolled back after ${took} ms: ${String(r.ended.reason)}`);
+    // The frozen worker is killed, not left behind.
+    t.true(await pollUntil(() => !isAlive(stopped[0]!), 5000), "the stopped worker is still alive");
+    const s1 = await status(sup);
+    t.deepEqual(currentPids(s1), oldPids);
+    t.is(s1.generation, s0.generation);
+    t.is((await adminGet(sup.adminPort, "/healthz")).status, 200);
+    await l.progress(200);
+    // Nothing is left stuck: the next reload works (a start timeout of seconds is tight on a busy 2-core machine, hence 3).
+    const again = await reloadVia(sup, sighup(sup));
+    t.is(again.ended.event, "reload_succeeded", JSON.stringify(again.ended));
+    await l.progress(200);
+  } finally {
+    await l.stop();
+  }
+  const tally = new Tally().addOutcomes(l.outcomes);
+  t.is(tally.failed, 0, JSON.stringify(tally.errors));
+  report(t, {
+    fault: "5a. new worker SIGSTOPped during a reload",
+    attempted: tally.attempted,
+    failed: tally.failed,
+    whatFailed: tally.errors,
+    touched: `none: the new generation carried nothing; rolled back in ${took} ms and the frozen worker killed`,
+  });
+});
+
+test.serial("an OLD serving worker stopped during a reload: the reload succeeds, the frozen worker is killed at the drain deadline, nothing dialled after the stop fails", async (t) => {
+  const { sup, ports, stopped } = await setup(t);
+  const s0 = await status(sup);
+  const [victim, other] = currentPids(s0) as [number, number];
+  const l = load(ports);
+  let stoppedAt = 0;
+  let killedAfter = 0;
+  try {
+    await l.progress(200);
+    process.kill(victim, "SIGSTOP");
+    stoppedAt = Date.now();
+    stopped.push(victim);
+    const mark = sup.logs.length;
+    const r = await reloadVia(sup, sighup(sup), undefined, 20_000);
+    t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
+    t.log(`reload took ${Date.parse(String(r.ended.time)) - Date.parse(String(r.started.time))} ms; ${sup.logs.slice(mark).filter((l) => /unconfirmed/.test(String(l.event))).map((l) => l.event).join(", ")}`);
+    await l.progress(200);
+    // The supervisor kills it once the drain deadline (and its grace) has passed.
+    const exited = await sup.waitFor((x) => x.event === "worker_exited" && x.pid === victim, (DRAIN_TIMEOUT_S + 5) * 1000, mark);
+    killedAfter = Date.now() - stoppedAt;
+    t.is(exited.signal, "SIGKILL");
+    t.false(isAlive(victim));
+    t.true(isAlive(other) || sup.logs.some((x) => x.event === "worker_exited" && x.pid === other));
+    t.is((await adminGet(sup.adminPort, "/healthz")).status, 200);
+    await l.progress(200);
+  } finally {
+    await l.stop();
+  }
+  const afterStop = new Tally().addOutcomes(l.outcomes.filter((o) => o.startedAt > stoppedAt));
+  const heldByFrozen = new Tally().addOutcomes(l.outcomes.filter((o) => o.startedAt <= stoppedAt));
+  t.log(`dialled after the SIGSTOP: ${JSON.stringify(afterStop)}; before: ${JSON.stringify(heldByFrozen)}; killed ${killedAfter} ms after the stop`);
+  t.is(afterStop.failed, 0, JSON.stringify(afterStop.errors));
+  // At most one exchange per loop can have been open on the frozen worker.
+  t.true(heldByFrozen.failed <= LOOPS, `${heldByFrozen.failed} failed`);
+  const all = Tally.sum(afterStop, heldByFrozen);
+  report(t, {
+    fault: "5b. old serving worker SIGSTOPped, then a reload",
+    attempted: all.attempted,
+    failed: all.failed,
+    whatFailed: all.errors,
+    touched: `the ${heldByFrozen.failed} open on the frozen worker (frozen until it was killed, ${killedAfter} ms after the stop); 0 of those dialled after it`,
+  });
+});
+
+test.serial("a NEW worker stopped right after its health check: the cut-over goes on, the frozen worker is replaced, 0 failed", async (t) => {
+  const { sup, ports, stopped } = await setup(t);
+  const l = load(ports);
+  let replacedAfter = 0;
+  try {
+    await l.progress(200);
+    const frozen = sup.waitFor((x) => x.event === "worker_ready" && x.generation === 2 && x.worker === 0, 15_000, sup.logs.length).then((x) => {
+      process.kill(x.pid as number, "SIGSTOP");
+      stopped.push(x.pid as number);
+      return { pid: x.pid as number, at: Date.now() };
+    });
+    const r = await reloadVia(sup, sighup(sup), undefined, 20_000);
+    const { pid, at } = await frozen;
+    t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
+    t.true(sup.logs.slice(r.begun).some((x) => x.event === "serve_unconfirmed" && x.generation === 2), "the cut-over waited for the frozen worker's serving in vain, silently");
+    const died = await sup.waitFor((x) => x.event === "worker_died" && x.pid === pid, 20_000, r.begun);
+    t.is(died.signal, "SIGKILL");
+    t.true(sup.logs.slice(r.begun).some((x) => x.event === "worker_unresponsive" && x.pid === pid));
+    const ready = await sup.waitFor((x) => x.event === "worker_ready" && x.generation === 2 && x.worker === 0 && x.pid !== pid, 10_000, sup.logs.indexOf(died));
+    replacedAfter = Date.parse(String(ready.time)) - at;
+    t.log(`frozen worker replaced ${replacedAfter} ms after the stop`);
+    t.is((await adminGet(sup.adminPort, "/healthz")).status, 200);
+    await l.progress(200);
+  } finally {
+    await l.stop();
+  }
+  const tally = new Tally().addOutcomes(l.outcomes);
+  t.is(tally.failed, 0, JSON.stringify(tally.errors));
+  report(t, {
+    fault: "5c. new worker SIGSTOPped after its health check",
+    attempted: tally.attempted,
+    failed: tally.failed,
+    whatFailed: tally.errors,
+    touched: `none: it never accepted; the generation served on one worker until the liveness check replaced it (${replacedAfter} ms)`,
+  });
+});
