@@ -51,6 +51,7 @@ interface Binding {
   lockExclusive(fd: number): void;
   setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
   pendingBytes(fd: number): number;
+  isReset(fd: number): boolean;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -113,6 +114,11 @@ export function setKeepAlive(fd: number, idleS: number, intervalS: number, probe
 /** Bytes written to a TCP socket that its peer has not acknowledged yet (SIOCOUTQ); 0 once the connection is closed. */
 export function pendingBytes(fd: number): number {
   return binding.pendingBytes(fd);
+}
+
+/** Whether a TCP connection is closed in the kernel (reset, timed out); a half-close is not. */
+export function isReset(fd: number): boolean {
+  return binding.isReset(fd);
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

@@ -58,10 +58,29 @@ static napi_value pending_bytes(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * isReset(fd) -> whether the connection is over in the kernel (TCP_CLOSE: a
+ * reset, or a timeout of keepalive or retransmissions) while this process may
+ * not be reading it. A peer's FIN alone is not: that is a half-close.
+ */
+static napi_value is_reset(napi_env env, napi_callback_info info) {
+  SY_ARGS(env, info, 1, argv);
+  int fd;
+  if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, ti.tcpi_state == TCP_CLOSE, &result));
+  return result;
+}
+
 napi_status switchyard_init_tcp(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       SY_FN("setKeepAlive", set_keep_alive),
       SY_FN("pendingBytes", pending_bytes),
+      SY_FN("isReset", is_reset),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -12,6 +12,7 @@ import {
   lockExclusive,
   setKeepAlive,
   pendingBytes,
+  isReset,
   recvFds,
   sendFds,
   setRecvTimeout,
@@ -300,4 +301,41 @@ test("setKeepAlive and pendingBytes on a connected socket; clear errors on anyth
   const file = fs.openSync("/proc/self/status", "r");
   t.teardown(() => fs.closeSync(file));
   throwsSyscall(t, () => setKeepAlive(file, 60, 10, 6), "ENOTSOCK", "setsockopt");
+});
+
+test("isReset: false while connected and after the peer's FIN (a half-close), true after its reset", async (t) => {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    s.on("error", () => undefined);
+    accepted.push(s);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as net.AddressInfo).port;
+  t.teardown(() => {
+    for (const s of accepted) s.destroy();
+    server.close();
+  });
+  const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+  const open = async (): Promise<net.Socket> => {
+    const c = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    c.on("error", () => undefined);
+    await once(c, "connect");
+    await until(() => accepted.length > 0, 5000, "the server's side");
+    return c;
+  };
+  const finned = await open();
+  const finPeer = accepted.shift()!;
+  t.false(isReset(fdOf(finned)));
+  finPeer.end();
+  await once(finned, "end");
+  t.false(isReset(fdOf(finned)), "a FIN is a half-close");
+  finned.destroy();
+  const reset = await open();
+  // Nothing read: the worker's situation, a leg paused by backpressure.
+  reset.pause();
+  accepted.shift()!.resetAndDestroy();
+  await until(() => isReset(fdOf(reset)), 5000, "the reset seen without reading");
+  t.pass();
+  reset.destroy();
 });

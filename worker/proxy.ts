@@ -3,7 +3,7 @@ import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type ConnectFailure } from "./connect.js";
-import { pendingBytes } from "../native/index.js";
+import { isReset, pendingBytes } from "../native/index.js";
 import { socketFd } from "../common/socket-fd.js";
 
 export type EndReason =
@@ -21,6 +21,22 @@ function stillSending(socket: net.Socket): boolean {
   const fd = socketFd(socket);
   try {
     return fd !== undefined && pendingBytes(fd) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A leg paused by backpressure is not read, so the kernel's news of its peer's
+ * reset reaches no one: it is asked for this often while the leg stays paused.
+ */
+const PAUSED_CHECK_MS = 1000;
+
+/** Whether the kernel has closed `socket`'s connection (a reset), though nothing reads it. */
+function resetUnread(socket: net.Socket): boolean {
+  const fd = socketFd(socket);
+  try {
+    return fd !== undefined && isReset(fd);
   } catch {
     return false;
   }
@@ -128,11 +144,33 @@ export class ProxiedConnection {
     this.hooks.onConnected(app, target);
     socket.on("error", () => this.fail("target_error"));
     socket.on("close", () => this.maybeFinish());
+    this.watchWhilePaused(this.client, "client_error");
+    this.watchWhilePaused(socket, "target_error");
     // pipe() ends the destination when the source ends: that is the half-close.
     this.client.pipe(socket);
     socket.pipe(this.client);
     this.client.resume();
     if (app.idleTimeoutMs !== null) this.watchIdle(app.idleTimeoutMs, socket);
+  }
+
+  /**
+   * pipe() pauses a leg while the other cannot take more; a peer that resets
+   * meanwhile would go unnoticed until the other side moved again, holding
+   * both legs (and, with a target that never reads, for ever). One timer per
+   * paused leg asks the kernel; it runs only while the leg is paused.
+   */
+  private watchWhilePaused(leg: net.Socket, reason: EndReason): void {
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      if (resetUnread(leg)) this.fail(reason);
+      else timer = setTimeout(check, PAUSED_CHECK_MS);
+    };
+    leg.on("pause", () => {
+      clearTimeout(timer);
+      timer = setTimeout(check, PAUSED_CHECK_MS);
+    });
+    leg.on("resume", () => clearTimeout(timer));
+    leg.once("close", () => clearTimeout(timer));
   }
 
   /**
