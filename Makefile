@@ -71,6 +71,21 @@ test-deps:
 test: build test-deps
 	npx ava
 
+# Faults injected one at a time under load (test/chaos-*.test.ts, also part of `make test`);
+# prints, per fault, the connections attempted and failed, and how they failed.
+.PHONY: chaos
+chaos: build
+	@rm -rf .cache/chaos && mkdir -p .cache/chaos
+	@SWITCHYARD_CHAOS_RESULTS=$(CURDIR)/.cache/chaos npx ava dist/test/chaos-*.test.js; status=$$?; \
+	node dist/test/helpers/chaos-table.js .cache/chaos/results.jsonl; exit $$status
+
+# Fuzz targets (fuzz/targets/index.ts) for 60 s each; failures go to fuzz/regressions/<target>/,
+# which `make test` replays. e.g. `make fuzz FUZZ_ARGS="--time 600 config"`.
+.PHONY: fuzz
+FUZZ_ARGS ?=
+fuzz: build
+	node dist/fuzz/main.js $(FUZZ_ARGS)
+
 # The suite on another Node.js line, e.g. `make test-node NODE_VERSION=24.22.3`: the
 # binary comes from the npm registry's node-linux-<arch> package into .cache/.
 NODE_DIR = .cache/node-$(NODE_VERSION)

@@ -2,7 +2,10 @@ import { loadConfigFile } from "../config/load.js";
 import { ConfigError, formatProblem } from "../common/errors.js";
 import { parseArgs } from "node:util";
 
-/** `switchyard check --config FILE`: one line per problem on stderr, exit 1; or exit 0. */
+/**
+ * `switchyard check --config FILE`: one line per problem on stderr, exit 1; or exit 0.
+ * A ConfigError lists at most the first MAX_REPORTED_PROBLEMS, then how many more.
+ */
 export async function check(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: "string", short: "c" } }, strict: true });
   if (!values.config) {
@@ -16,7 +19,8 @@ export async function check(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    for (const p of err.problems) process.stderr.write(formatProblem(p) + "\n");
+    // One write: a 1 MiB file of problems must not become thousands of pipe writes.
+    process.stderr.write(err.problems.map((p) => formatProblem(p) + "\n").join(""));
     return 1;
   }
 }

@@ -36,16 +36,41 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Longest we wait for a reader of stdout or stderr before exiting anyway. */
+const FLUSH_TIMEOUT_MS = 5000;
+
+/**
+ * Resolves once everything written to the stream has been handed to the kernel.
+ * A pipe's writes are asynchronous once its buffer is full (64 KiB), and
+ * process.exit drops what is still queued: `check 2>&1 | cat` lost lines.
+ */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.write("", () => resolve());
+    stream.once("error", () => resolve());
+  });
+}
+
+/** Exits once stdout and stderr are written out, or after FLUSH_TIMEOUT_MS if a reader stalls. */
+async function exitAfterFlush(code: number): Promise<never> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_TIMEOUT_MS)));
+  await Promise.race([Promise.all([flushed(process.stdout), flushed(process.stderr)]), timeout]);
+  clearTimeout(timer);
+  process.exit(code);
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
     // Handles (watchers, timers) of a finished command must not keep us alive.
-    if (process.argv[2] !== "echo") setImmediate(() => process.exit(code));
+    if (process.argv[2] !== "echo") void exitAfterFlush(code);
   },
   (err: unknown) => {
     const usage = err instanceof SwitchyardError && err.code === "USAGE";
     const parseError = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     process.stderr.write(`switchyard: ${(err as Error).message}\n${usage || parseError ? USAGE : ""}`);
-    process.exit(usage || parseError ? 2 : 1);
+    void exitAfterFlush(usage || parseError ? 2 : 1);
   },
 );

@@ -13,6 +13,7 @@ export type ErrorCode =
   | "BPF_UNAVAILABLE"
   | "CONTROL_DENIED"
   | "CONTROL_UNREACHABLE"
+  | "CONTROL_BUSY"
   | "ACCESS_LOG_FAILED"
   | "RUNTIME_DIR_IN_USE"
   | "USAGE";
@@ -33,13 +34,43 @@ export interface ConfigProblem {
   message: string;
 }
 
+/** How many problems a ConfigError keeps; the rest are only counted. */
+export const MAX_REPORTED_PROBLEMS = 100;
+
+export interface ConfigErrorOptions {
+  cause?: unknown;
+  code?: "CONFIG_INVALID" | "CONFIG_UNREADABLE";
+  /** Problems found but not passed in (the collector stopped keeping them). */
+  omitted?: number;
+  /** True when counting stopped too, so `omitted` is a lower bound. */
+  omittedAtLeast?: boolean;
+}
+
+/**
+ * A file with 100,000 bad ports must not print 100,000 lines, nor carry them
+ * through logs, /status and ctl: only the first MAX_REPORTED_PROBLEMS are kept,
+ * followed by one summary problem (path "") saying how many more there are, so
+ * every consumer that lists `problems` shows the summary without knowing of it.
+ */
 export class ConfigError extends SwitchyardError {
   readonly problems: ConfigProblem[];
-  constructor(problems: ConfigProblem[], options?: { cause?: unknown; code?: "CONFIG_INVALID" | "CONFIG_UNREADABLE" }) {
-    super(options?.code ?? "CONFIG_INVALID", problems.map(formatProblem).join("; "), options);
+  /** Problems found beyond those listed (the summary line is not one of them). */
+  readonly omitted: number;
+  constructor(problems: readonly ConfigProblem[], options?: ConfigErrorOptions) {
+    const kept = problems.slice(0, MAX_REPORTED_PROBLEMS);
+    const omitted = problems.length - kept.length + (options?.omitted ?? 0);
+    if (omitted > 0 || options?.omittedAtLeast) kept.push({ path: "", message: omittedSummary(omitted, options?.omittedAtLeast === true) });
+    super(options?.code ?? "CONFIG_INVALID", kept.map(formatProblem).join("; "), options);
     this.name = "ConfigError";
-    this.problems = problems;
+    this.problems = kept;
+    this.omitted = omitted;
   }
+}
+
+function omittedSummary(omitted: number, atLeast: boolean): string {
+  if (atLeast && omitted === 0) return "... and possibly more problems (the check stopped early)";
+  const n = omitted.toLocaleString("en-US");
+  return `... and ${atLeast ? "at least " : ""}${n} more problem${omitted === 1 ? "" : "s"}`;
 }
 
 export function formatProblem(p: ConfigProblem): string {

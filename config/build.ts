@@ -1,17 +1,24 @@
-// Turns a parsed JSON value into a Plan, or a ConfigError listing every problem:
-// schema problems, cross-app problems and duplicate JSON keys, all in one go.
+// Turns a parsed JSON value into a Plan, or a ConfigError listing the problems:
+// schema problems, limits, cross-app problems and duplicate JSON keys, all in one go
+// (the first MAX_REPORTED_PROBLEMS of them, and how many more there are).
+//
+// Apps are checked one at a time so that at most one app's zod issues exist at once,
+// and only the first MAX_APPS: a file listing more is refused for that anyway.
 
-import { ConfigError, type ConfigProblem } from "../common/errors.js";
+import type { ConfigProblem } from "../common/errors.js";
 import { ALL_ADDRESSES } from "./addresses.js";
-import { appFacts, crossAppProblems, type AppFacts } from "./conflicts.js";
-import { problemsFromIssues } from "./issues.js";
+import { appFacts, duplicateNames, portConflicts, type AppFacts } from "./conflicts.js";
+import { addIssues } from "./issues.js";
+import { limitProblems, MAX_APPS } from "./limits.js";
 import type { AppPlan, Plan, Target } from "./plan.js";
 import { expandPorts } from "./ports.js";
+import { ProblemCollector } from "./problems.js";
 import {
   allowedKeysAt,
-  ConfigSchema,
+  AppSchema,
   DEFAULT_BALANCE,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  RootSchema,
   type AppConfig,
   type ConfigFile,
 } from "./schema.js";
@@ -43,20 +50,33 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
   };
 }
 
-/**
- * @param extra problems found before the schema ran (duplicate JSON keys), reported
- *   together with the schema's.
- */
-export function planFromValue(value: unknown, extra: readonly ConfigProblem[] = []): Plan {
-  const result = ConfigSchema.safeParse(value);
-  const facts = rawApps(value).map(appFacts);
-  const problems = [
-    ...extra,
-    ...(result.success ? [] : problemsFromIssues(result.error.issues, allowedKeysAt)),
-    ...crossAppProblems(facts),
-  ];
-  if (problems.length > 0 || !result.success) throw new ConfigError(problems, { cause: result.error });
-  return { apps: result.data.Apps.map((app, i) => buildApp(app, facts[i]!)) };
+/** Problems found before the schema ran (duplicate JSON keys): the first few, and how many more. */
+export interface EarlierProblems {
+  problems: readonly ConfigProblem[];
+  omitted?: number;
+}
+
+export function planFromValue(value: unknown, earlier: EarlierProblems = { problems: [] }): Plan {
+  const sink = new ProblemCollector();
+  for (const p of earlier.problems) sink.add(p);
+  sink.skip(earlier.omitted ?? 0);
+  const root = RootSchema.safeParse(value);
+  if (!root.success) addIssues(sink, root.error.issues, allowedKeysAt);
+  const raw = rawApps(value).slice(0, MAX_APPS);
+  const apps: AppConfig[] = [];
+  raw.forEach((app, i) => {
+    const r = AppSchema.safeParse(app);
+    if (r.success) apps.push(r.data);
+    else addIssues(sink, r.error.issues, allowedKeysAt, ["Apps", i]);
+  });
+  const facts = raw.map(appFacts);
+  const limits = limitProblems(rawApps(value).length, facts);
+  for (const p of limits) sink.add(p);
+  duplicateNames(facts, sink);
+  // Beyond the limits the ports are not walked at all: that walk is what they bound.
+  if (limits.length === 0) portConflicts(facts, sink);
+  if (sink.count > 0 || !root.success || apps.length !== raw.length) throw sink.error();
+  return { apps: apps.map((app, i) => buildApp(app, facts[i]!)) };
 }
 
 /**

@@ -2,7 +2,8 @@
 // `Apps[1].Ports[2]: must be 1-65535`, so every issue is turned into that form here.
 
 import type { z } from "zod";
-import type { ConfigProblem } from "../common/errors.js";
+import type { ProblemCollector } from "./problems.js";
+import { OMITTED_PARAM } from "./schema.js";
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
@@ -24,23 +25,28 @@ function unknownKeyMessage(key: string, allowed: readonly string[]): string {
 }
 
 /**
+ * Adds each issue to `sink` as a problem at its path under `at`.
  * @param allowedKeys the keys the strict object at `path` accepts, to suggest a fix
  *   for an unknown key (most are a wrong case: "ports" for "Ports").
  */
-export function problemsFromIssues(
+export function addIssues(
+  sink: ProblemCollector,
   issues: readonly z.core.$ZodIssue[],
   allowedKeys: (path: readonly PropertyKey[]) => readonly string[],
-): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
+  at: readonly PropertyKey[] = [],
+): void {
   for (const issue of issues) {
+    const path = [...at, ...issue.path];
     if (issue.code === "unrecognized_keys") {
       // One problem per key, each at the key's own path, rather than one at the object.
       for (const key of issue.keys) {
-        problems.push({ path: formatPath([...issue.path, key]), message: unknownKeyMessage(key, allowedKeys(issue.path)) });
+        if (sink.full) sink.skip(1);
+        else sink.add({ path: formatPath([...path, key]), message: unknownKeyMessage(key, allowedKeys(path)) });
       }
+    } else if (issue.code === "custom" && typeof issue.params?.[OMITTED_PARAM] === "number") {
+      sink.skip(issue.params[OMITTED_PARAM] as number);
     } else {
-      problems.push({ path: formatPath(issue.path), message: issue.message });
+      sink.add({ path: formatPath(path), message: issue.message });
     }
   }
-  return problems;
 }

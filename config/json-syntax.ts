@@ -46,15 +46,42 @@ export function describeJsonError(text: string, message: string): JsonSyntaxErro
 export interface ScanResult {
   /** Offset of the first character that makes the text invalid JSON, if any. */
   errorAt?: number;
+  /** The first `maxDuplicates` duplicate keys. */
   duplicates: DuplicateKey[];
+  /** All of them: a file can repeat a key in every one of 70,000 objects. */
+  duplicateCount: number;
+}
+
+/** Line and column of many offsets of one text, each in O(log lines), not O(offset). */
+function locator(text: string): (offset: number) => JsonLocation {
+  let starts: number[] | undefined;
+  return (offset) => {
+    if (starts === undefined) {
+      starts = [0];
+      for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) starts.push(i + 1);
+    }
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo]! + 1 };
+  };
 }
 
 class Invalid {
   constructor(readonly at: number) {}
 }
 
-export function scanJson(text: string): ScanResult {
+export function scanJson(text: string, maxDuplicates = Infinity): ScanResult {
   const duplicates: DuplicateKey[] = [];
+  let duplicateCount = 0;
+  const at = locator(text);
+  // One path, pushed and popped as the scan goes down and up: copying it at every
+  // value would cost the depth squared in a deeply nested file.
+  const path: JsonPath = [];
   let i = 0;
   const fail = (): never => {
     throw new Invalid(i);
@@ -91,7 +118,7 @@ export function scanJson(text: string): ScanResult {
     i++;
     return JSON.parse(text.slice(start, i)) as string;
   };
-  const value = (path: JsonPath): void => {
+  const value = (): void => {
     ws();
     const c = text[i];
     if (c === "{") {
@@ -104,11 +131,13 @@ export function scanJson(text: string): ScanResult {
         const keyAt = i;
         const key = string();
         const first = seen.get(key);
-        if (first !== undefined) duplicates.push({ path: [...path, key], first: locate(text, first) });
-        else seen.set(key, keyAt);
+        if (first === undefined) seen.set(key, keyAt);
+        else if (duplicateCount++ < maxDuplicates) duplicates.push({ path: [...path, key], first: at(first) });
         ws();
         expect(":");
-        value([...path, key]);
+        path.push(key);
+        value();
+        path.pop();
         ws();
         if (text[i] === ",") i++;
         else return expect("}");
@@ -119,7 +148,9 @@ export function scanJson(text: string): ScanResult {
       ws();
       if (text[i] === "]") return void i++;
       for (let n = 0; ; n++) {
-        value([...path, n]);
+        path.push(n);
+        value();
+        path.pop();
         ws();
         if (text[i] === ",") i++;
         else return expect("]");
@@ -146,15 +177,15 @@ export function scanJson(text: string): ScanResult {
     }
   };
   try {
-    value([]);
+    value();
     ws();
     if (i < text.length) fail();
-    return { duplicates };
+    return { duplicates, duplicateCount };
   } catch (e) {
-    if (e instanceof Invalid) return { errorAt: e.at, duplicates };
+    if (e instanceof Invalid) return { errorAt: e.at, duplicates, duplicateCount };
     // Nesting deep enough to exhaust the stack: JSON.parse coped, and the schema
     // will reject such a document anyway, so skip the duplicate check.
-    if (e instanceof RangeError) return { duplicates };
+    if (e instanceof RangeError) return { duplicates, duplicateCount };
     throw e;
   }
 }

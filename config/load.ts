@@ -71,6 +71,6 @@ export async function loadConfigFile(path: string): Promise<Plan> {
  */
 export function parseConfigText(text: string | Buffer, source?: string): Plan {
   const decoded = typeof text === "string" ? text : decodeConfigBytes(text, source);
-  const { value, duplicateKeys } = parseJsonText(decoded, source);
-  return planFromValue(value, duplicateKeys);
+  const { value, duplicateKeys, duplicateKeysOmitted } = parseJsonText(decoded, source);
+  return planFromValue(value, { problems: duplicateKeys, omitted: duplicateKeysOmitted });
 }

@@ -37,12 +37,28 @@ export function parsePortEntry(entry: number | string): Parsed<PortRange> {
   return ok({ start, end });
 }
 
+/** The ranges as sorted, disjoint, non-adjacent ranges: what every later step walks. */
+export function mergeRanges(ranges: readonly PortRange[]): PortRange[] {
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  const merged: PortRange[] = [];
+  for (const r of sorted) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && r.start <= last.end + 1) last.end = Math.max(last.end, r.end);
+    else merged.push({ start: r.start, end: r.end });
+  }
+  return merged;
+}
+
+/** How many ports the ranges cover, each once. */
+export function portCount(ranges: readonly PortRange[]): number {
+  return mergeRanges(ranges).reduce((n, r) => n + r.end - r.start + 1, 0);
+}
+
 /** Every port covered by the ranges, sorted ascending, each once. */
 export function expandPorts(ranges: readonly PortRange[]): number[] {
-  // A bitmap keeps "1-65535" plus overlapping ranges linear and allocation-light.
-  const seen = new Uint8Array(PORT_MAX + 1);
-  for (const r of ranges) seen.fill(1, r.start, r.end + 1);
+  // Merging first: 10,000 copies of "1-65535" cost a sort, not 10,000 walks, and
+  // a one-port app does not walk the whole port space.
   const ports: number[] = [];
-  for (let p = PORT_MIN; p <= PORT_MAX; p++) if (seen[p] === 1) ports.push(p);
+  for (const r of mergeRanges(ranges)) for (let p = r.start; p <= r.end; p++) ports.push(p);
   return ports;
 }

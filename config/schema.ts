@@ -7,7 +7,8 @@
 
 import { z } from "zod";
 import { parsePrefix } from "./addresses.js";
-import type { Parsed } from "./parsed.js";
+import { MAX_REPORTED_PROBLEMS } from "../common/errors.js";
+import { fail, type Parsed } from "./parsed.js";
 import { PORT_ENTRY_HINT, parsePortEntry } from "./ports.js";
 import { parseTarget } from "./targets.js";
 
@@ -22,21 +23,38 @@ export const MAX_IDLE_TIMEOUT_MS = 604_800_000;
 const requiredAs = (what: string) => (issue: { input?: unknown }) =>
   issue.input === undefined ? "is required" : `must be ${what}`;
 
-/** Runs one of the value parsers as a zod check, so its message lands at the value's path. */
-const checkedBy =
-  <T>(parse: (v: T) => Parsed<unknown>) =>
-  (value: T, ctx: z.RefinementCtx): void => {
-    const r = parse(value);
-    if (!r.ok) ctx.addIssue({ code: "custom", message: r.error });
-  };
+/** The issue param an array check uses to pass on how many element problems it only counted. */
+export const OMITTED_PARAM = "omitted";
 
-const PortEntry = z.union([z.number(), z.string()], { error: PORT_ENTRY_HINT }).superRefine(checkedBy(parsePortEntry));
+/**
+ * Checks every element of an array with one value parser in a single check, rather
+ * than one zod schema per element: a 1 MiB array of bad entries then makes at most
+ * MAX_REPORTED_PROBLEMS issues, and one more issue carrying the count of the rest.
+ * The output type is what the elements were checked to be.
+ */
+const eachElement = <T>(parse: (v: unknown) => Parsed<unknown>, error: Parameters<typeof z.array>[1]) =>
+  z
+    .array(z.unknown(), error)
+    .superRefine((values, ctx) => {
+      let omitted = 0;
+      let reported = 0;
+      for (let i = 0; i < values.length; i++) {
+        const r = parse(values[i]);
+        if (r.ok) continue;
+        if (reported < MAX_REPORTED_PROBLEMS) {
+          ctx.addIssue({ code: "custom", message: r.error, path: [i] });
+          reported++;
+        } else omitted++;
+      }
+      if (omitted > 0) ctx.addIssue({ code: "custom", message: "", params: { [OMITTED_PARAM]: omitted } });
+    }) as unknown as z.ZodArray<z.ZodType<T>>;
 
-const TargetEntry = z.string({ error: 'must be a "host:port" string' }).superRefine(checkedBy(parseTarget));
-
-const AddressEntry = z
-  .string({ error: 'must be a string such as "127.0.0.1" or "fd00::/64"' })
-  .superRefine(checkedBy(parsePrefix));
+const parsePortValue = (v: unknown): Parsed<unknown> =>
+  typeof v === "number" || typeof v === "string" ? parsePortEntry(v) : fail(PORT_ENTRY_HINT);
+const parseTargetValue = (v: unknown): Parsed<unknown> =>
+  typeof v === "string" ? parseTarget(v) : fail('must be a "host:port" string');
+const parseAddressValue = (v: unknown): Parsed<unknown> =>
+  typeof v === "string" ? parsePrefix(v) : fail('must be a string such as "127.0.0.1" or "fd00::/64"');
 
 /** An integer number of milliseconds in 1..max, for the timeout keys. */
 const milliseconds = (max: number) => {
@@ -53,14 +71,13 @@ export const AppSchema = z.strictObject(
     Name: z
       .string({ error: requiredAs("a string") })
       .refine((s) => s.trim() !== "", { error: "must not be empty" }),
-    Ports: z
-      .array(PortEntry, { error: requiredAs('an array of ports, e.g. [5001, "6000-6999"]') })
+    Ports: eachElement<number | string>(parsePortValue, { error: requiredAs('an array of ports, e.g. [5001, "6000-6999"]') })
       .min(1, { error: "must list at least one port" }),
-    Targets: z
-      .array(TargetEntry, { error: requiredAs('an array of "host:port" strings') })
+    Targets: eachElement<string>(parseTargetValue, { error: requiredAs('an array of "host:port" strings') })
       .min(1, { error: "must list at least one target" }),
-    Addresses: z
-      .array(AddressEntry, { error: requiredAs('an array of addresses or CIDR prefixes, e.g. ["127.0.0.1", "fd00::/64"]') })
+    Addresses: eachElement<string>(parseAddressValue, {
+      error: requiredAs('an array of addresses or CIDR prefixes, e.g. ["127.0.0.1", "fd00::/64"]'),
+    })
       .min(1, { error: "must not be empty; leave Addresses out to answer on every address" })
       .optional(),
     ConnectTimeoutMs: milliseconds(MAX_CONNECT_TIMEOUT_MS).optional(),
@@ -72,12 +89,18 @@ export const AppSchema = z.strictObject(
   { error: "must be an object with Name, Ports and Targets" },
 );
 
-export const ConfigSchema = z.strictObject(
-  {
-    Apps: z.array(AppSchema, { error: requiredAs("an array of apps") }).min(1, { error: "must list at least one app" }),
-  },
-  { error: 'the document must be a JSON object with an "Apps" array' },
-);
+const APPS_ERROR = { error: requiredAs("an array of apps") };
+const APPS_MIN = { error: "must list at least one app" };
+const ROOT_ERROR = { error: 'the document must be a JSON object with an "Apps" array' };
+
+/** The whole file, for its type; validation runs RootSchema, then AppSchema on each app on its own. */
+export const ConfigSchema = z.strictObject({ Apps: z.array(AppSchema, APPS_ERROR).min(1, APPS_MIN) }, ROOT_ERROR);
+
+/**
+ * The document without looking into the apps: build.ts checks them one at a time,
+ * so the issues of 4096 apps are never all held at once.
+ */
+export const RootSchema = z.strictObject({ Apps: z.array(z.unknown(), APPS_ERROR).min(1, APPS_MIN) }, ROOT_ERROR);
 
 export type ConfigFile = z.infer<typeof ConfigSchema>;
 export type AppConfig = z.infer<typeof AppSchema>;

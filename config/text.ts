@@ -1,7 +1,7 @@
 // From the bytes of a config file to a JSON value, with a document-level problem
 // (path "") for each way that can fail before the schema has anything to look at.
 
-import { ConfigError, type ConfigProblem } from "../common/errors.js";
+import { ConfigError, MAX_REPORTED_PROBLEMS, type ConfigProblem } from "../common/errors.js";
 import { formatPath } from "./issues.js";
 import { describeJsonError, scanJson } from "./json-syntax.js";
 
@@ -54,8 +54,10 @@ export function decodeConfigBytes(bytes: Uint8Array, source?: string): string {
 
 export interface ParsedJson {
   value: unknown;
-  /** Reported with the schema's problems, so a file with both shows all of them. */
+  /** Reported with the schema's problems, so a file with both shows all of them (the first few). */
   duplicateKeys: ConfigProblem[];
+  /** Duplicate keys beyond those listed. */
+  duplicateKeysOmitted: number;
 }
 
 export function parseJsonText(text: string, source?: string): ParsedJson {
@@ -72,9 +74,10 @@ export function parseJsonText(text: string, source?: string): ParsedJson {
     const where = "line" in d ? ` at line ${d.line}, column ${d.column}` : "";
     throw documentError(`invalid JSON${where}: ${d.reason}`, source, cause);
   }
-  const duplicateKeys = scanJson(body).duplicates.map((d) => ({
+  const scan = scanJson(body, MAX_REPORTED_PROBLEMS);
+  const duplicateKeys = scan.duplicates.map((d) => ({
     path: formatPath(d.path),
     message: `duplicate key (first at line ${d.first.line}, column ${d.first.column}); JSON would keep only the last one`,
   }));
-  return { value, duplicateKeys };
+  return { value, duplicateKeys, duplicateKeysOmitted: scan.duplicateCount - duplicateKeys.length };
 }

@@ -1,9 +1,11 @@
 // Invalid configs through the real CLI: `check` exits 1 naming the path of each
 // problem, `run` refuses to start and says why, a valid example passes.
 import test from "ava";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
-import { repoRoot, runCli, tempDir } from "./helpers/supervisor.js";
+import { cli, repoRoot, runCli, tempDir } from "./helpers/supervisor.js";
 
 const dir = tempDir("switchyard-core-config-");
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -74,4 +76,40 @@ test("--help lists every option of the README's command line, on stdout, exit 0"
     t.is(r.code, 0, r.stderr);
     for (const option of documented) t.true(r.stdout.includes(option), `${args.join(" ")}: ${option} missing from\n${r.stdout}`);
   }
+});
+
+/** Runs a shell pipeline to completion: "close", so every byte of the pipe is in. */
+async function shell(script: string): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn("sh", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+  const [code] = (await once(child, "close")) as [number | null];
+  return { code, stdout };
+}
+
+// About 600 KB of problems: more than a pipe holds, so the CLI must wait for the
+// reader before exiting (it used to exit with most of it still queued).
+const longLines = JSON.stringify({ Apps: [app("a", Array.from({ length: 150 }, (_, i) => `${"x".repeat(6000)}${i}`))] });
+
+test("check: through a pipe, every line arrives; problems past the first 100 are counted", async (t) => {
+  const file = configFile("long-lines", longLines);
+  const r = await shell(`"${process.execPath}" "${cli}" check --config "${file}" 2>&1 | cat`);
+  t.is(r.code, 0);
+  const lines = r.stdout.split("\n");
+  t.is(lines.pop(), "");
+  t.is(lines.length, 101);
+  lines.slice(0, 100).forEach((line, i) => t.true(line.startsWith(`Apps[0].Ports[${i}]: must be an integer port`), line.slice(0, 80)));
+  t.is(lines[100], "... and 50 more problems");
+});
+
+test("run: an invalid config's problems are capped on stderr and in the config_invalid line", async (t) => {
+  const file = configFile("run-many", JSON.stringify({ Apps: [app("a", new Array(250).fill(0))] }));
+  const runtimeDir = path.join(dir, "run-many");
+  const r = await runCli(["run", "--config", file, "--admin", "127.0.0.1:0", "--runtime-dir", runtimeDir, "--steering", "ports", "--workers", "1"]);
+  t.is(r.code, 1);
+  const lines = r.stderr.trim().split("\n");
+  t.is(lines.length, 101, r.stderr.slice(0, 500));
+  t.is(lines[100], "... and 150 more problems");
+  const invalid = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { event?: string; problems?: unknown[] }).find((l) => l.event === "config_invalid");
+  t.is(invalid?.problems?.length, 101);
 });
