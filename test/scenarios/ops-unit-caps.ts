@@ -38,7 +38,7 @@ runScenario(async (s) => {
   // Read by each starting worker: "unhealthy" makes the next generation fail its health check.
   const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
   writeFileSync(faultFile, "");
-  const sup = await s.supervisor({ config, steering: "bpf", workers: 1, wrap, env: { SWITCHYARD_FAULT_FILE: faultFile }, args: ["--start-timeout", "1", "--access-log", "off"] });
+  const sup = await s.supervisor({ config, steering: "bpf", workers: 1, wrap, env: { SWITCHYARD_FAULT_FILE: faultFile }, args: ["--start-timeout", "3", "--access-log", "off"] });
   const mode = sup.logs.find((l) => l.event === "supervisor_ready")?.mode;
   const tags = [await tagOf(80), await tagOf(5001)];
   const gen1 = await workerPids(sup, 1);
