@@ -26,10 +26,13 @@ const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
 /**
  * A serving worker is health-checked every LIVENESS_INTERVAL_MS; one that
  * has not answered LIVENESS_MISSES checks in a row (stopped, hung in a loop,
- * swapped out) is killed and, like a crashed one, replaced: its clients are
- * stalled anyway, and the kernel queue is served by the others meanwhile.
+ * swapped out: about 10 s without a turn of its event loop) is killed and,
+ * like a crashed one, replaced: its clients are stalled anyway, and the
+ * kernel queue is served by the others meanwhile. Generous, so that a worker
+ * merely slowed by an overloaded machine is not killed and its load piled on
+ * the others.
  */
-const LIVENESS_INTERVAL_MS = 1000;
+const LIVENESS_INTERVAL_MS = 2000;
 const LIVENESS_MISSES = 5;
 
 /** How long a worker told to close its connections now may take to report and exit. */
