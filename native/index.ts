@@ -116,7 +116,7 @@ export function pendingBytes(fd: number): number {
   return binding.pendingBytes(fd);
 }
 
-/** Whether a TCP connection is closed in the kernel (reset, timed out); a half-close is not. */
+/** Whether a TCP connection ended in an error in the kernel (reset, timed out); a close by FIN, either way or both, is not. */
 export function isReset(fd: number): boolean {
   return binding.isReset(fd);
 }

@@ -59,20 +59,26 @@ static napi_value pending_bytes(napi_env env, napi_callback_info info) {
 }
 
 /*
- * isReset(fd) -> whether the connection is over in the kernel (TCP_CLOSE: a
- * reset, or a timeout of keepalive or retransmissions) while this process may
- * not be reading it. A peer's FIN alone is not: that is a half-close.
+ * isReset(fd) -> whether the connection ended in an error in the kernel (a
+ * reset, a keepalive or retransmission timeout) while this process may not be
+ * reading it: TCP_CLOSE with an error pending. A close by FIN both ways also
+ * ends in TCP_CLOSE, with no error: that is not a reset. Reading SO_ERROR
+ * clears it, which is fine: the caller closes the socket when it is set.
  */
 static napi_value is_reset(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
-  int fd;
+  int fd, err = 0;
   if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
   struct tcp_info ti;
   socklen_t len = sizeof ti;
   memset(&ti, 0, sizeof ti);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
+  if (ti.tcpi_state == TCP_CLOSE) {
+    len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "SO_ERROR");
+  }
   napi_value result;
-  NAPI_CALL(env, napi_get_boolean(env, ti.tcpi_state == TCP_CLOSE, &result));
+  NAPI_CALL(env, napi_get_boolean(env, ti.tcpi_state == TCP_CLOSE && err != 0, &result));
   return result;
 }
 

@@ -124,6 +124,8 @@ export function startControl(sup: Supervisor, runtimeDir: string, log: Logger): 
   }
 
   fs.rmSync(where.file, { force: true });
+  // libuv unlinks the path it bound on close; bound through /proc/self/fd, that path is gone by then.
+  server.on("close", () => fs.rmSync(where.file, { force: true }));
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
       where.release();

@@ -79,7 +79,7 @@ export class WorkerProcess {
   private exited = false;
   private handoffSock: number | undefined;
   /** What this worker was asked and has answered, to tell an answer from an out-of-order message. */
-  private readonly protocol = { started: false, serveSent: false, served: false, drained: false, healthSeq: 0, metricsSeq: 0 };
+  private readonly protocol = { started: false, serveSent: false, served: false, drainingSeen: false, drained: false, healthSeq: 0, metricsSeq: 0 };
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
   private livenessTimer: NodeJS.Timeout | undefined;
@@ -97,14 +97,25 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
+    // Out of fds, either pair can fail: nothing opened may outlive the throw.
     const [ours, theirs] = socketPair();
-    const [channelOurs, channelTheirs] = socketPair();
+    let channelPair: [number, number];
+    try {
+      channelPair = socketPair();
+    } catch (err) {
+      closeFd(ours);
+      closeFd(theirs);
+      throw err;
+    }
+    const [channelOurs, channelTheirs] = channelPair;
     this.handoffSock = ours;
     const stdio: ("ignore" | "inherit" | "pipe" | number)[] = ["ignore", "inherit", "inherit"];
     stdio[CHANNEL_FD] = channelTheirs;
     stdio[HANDOFF_FD] = theirs;
     stdio[ACCESS_LOG_FD] = opts.accessLog ? "pipe" : "ignore";
     try {
+      // A fork that fails (EMFILE, EAGAIN) does not throw: spawn returns a child with
+      // no pid and no stdio, and emits "error" on the next tick, with no "exit" to follow.
       this.child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
         stdio,
         // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
@@ -120,19 +131,19 @@ export class WorkerProcess {
       closeFd(theirs);
       closeFd(channelTheirs);
     }
+    this.child.on("exit", (code, signal) => this.onExit(code, signal));
+    this.child.on("error", (err) => {
+      opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
+      // The process never started: this is its end.
+      if (this.child.pid === undefined) this.onExit(null, null);
+    });
     this.channel = new Channel(channelOurs, {
       message: (raw) => this.onMessage(raw),
       invalid: (reason, preview) => this.protocolError(reason, preview),
       close: () => this.channelClosed(),
     });
-    const accessLog = (this.child.stdio as unknown as (Readable | null)[])[ACCESS_LOG_FD] ?? null;
+    const accessLog = (this.child.stdio as unknown as (Readable | null)[] | undefined)?.[ACCESS_LOG_FD] ?? null;
     if (accessLog) events.onAccessLog(this, accessLog);
-    this.child.on("exit", (code, signal) => this.onExit(code, signal));
-    this.child.on("error", (err) => {
-      opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
-      // The process never started (fork failed): no "exit" will come; this is its end.
-      if (this.child.pid === undefined) this.onExit(null, null);
-    });
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
     void this.handOver();
   }
@@ -179,7 +190,12 @@ export class WorkerProcess {
       this.markStartedAccepting();
     },
     // A worker may drain unasked: a TERM sent to the whole cgroup, its channel closing.
-    draining: () => this.markStoppedAccepting(),
+    // It stops answering "serving", which liveness must not take for a hang.
+    draining: () => {
+      this.protocol.drainingSeen = true;
+      clearTimeout(this.livenessTimer);
+      this.markStoppedAccepting();
+    },
     drained: (msg) => {
       if (this.protocol.drained) return this.protocolError("a second \"drained\"", msg);
       this.protocol.drained = true;
@@ -216,9 +232,9 @@ export class WorkerProcess {
     const deadline = this.startedAt + this.opts.startTimeoutMs;
     let delay = 5;
     while (this.state === "starting" && Date.now() < deadline) {
-      const serving = await this.health.check(Math.min(1000, Math.max(1, deadline - Date.now())));
+      const answer = await this.health.check(Math.min(1000, Math.max(1, deadline - Date.now())));
       if (this.state !== "starting") return;
-      if (serving) {
+      if (answer === "serving") {
         clearTimeout(this.startTimer);
         this.state = "serving";
         this.watchLiveness();
@@ -234,8 +250,9 @@ export class WorkerProcess {
   private watchLiveness(): void {
     let misses = 0;
     const probe = async (): Promise<void> => {
-      const answered = await this.health.check(LIVENESS_INTERVAL_MS);
-      if (this.state !== "serving") return;
+      // Any answer is a turn of the worker's event loop: only silence counts as a miss.
+      const answered = (await this.health.check(LIVENESS_INTERVAL_MS)) !== "no-answer";
+      if (this.state !== "serving" || this.protocol.drainingSeen) return;
       misses = answered ? 0 : misses + 1;
       if (misses < LIVENESS_MISSES) {
         this.livenessTimer = setTimeout(() => void probe(), answered ? LIVENESS_INTERVAL_MS : 0);

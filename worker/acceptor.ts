@@ -116,14 +116,15 @@ export class Acceptor {
   private listen(l: ReceivedListener): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(l, socket));
     this.servers.push(server);
-    // The server keeps accepting after an error; Node's error carries no connection to close.
-    server.on("error", (err: NodeJS.ErrnoException) => this.refused(err.code ?? "UNKNOWN", l.spec.key));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
       // Passed as an argument: with an fd, Node ignores `backlog` in the options (511).
       server.listen({ fd: l.fd }, LISTEN_BACKLOG, () => {
         server.off("error", reject);
+        // Once listening, an error is an accept that failed: the server keeps accepting,
+        // and Node's error carries no connection to close.
+        server.on("error", (err: NodeJS.ErrnoException) => this.refused(err.code ?? "UNKNOWN", l.spec.key));
         resolve();
       });
     });
