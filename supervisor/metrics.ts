@@ -120,10 +120,27 @@ export class SupervisorMetrics {
     });
   }
 
+  /**
+   * What of a worker's families may be summed: named switchyard_*, not one of
+   * the supervisor's own (merging would throw on every scrape), and of the type
+   * first seen under that name. The shapes are checked on arrival; this keeps
+   * a broken worker from breaking /metrics for good through `retired`.
+   */
+  private admissible(families: MetricFamily[]): MetricFamily[] {
+    return families.filter((f) => {
+      if (!f.name.startsWith("switchyard_") || this.registry.getSingleMetric(f.name) !== undefined) return false;
+      const type = this.familyTypes.get(f.name);
+      if (type === undefined) this.familyTypes.set(f.name, f.type);
+      return type === undefined || type === f.type;
+    });
+  }
+
+  private readonly familyTypes = new Map<string, MetricFamily["type"]>();
+
   onWorkerMetrics(w: WorkerProcess, seq: number, metrics: MetricFamily[]): void {
     const t = this.tracked.get(w);
     if (!t || seq < t.lastSeq) return;
-    t.last = asSnapshot(metrics);
+    t.last = asSnapshot(this.admissible(metrics));
     t.lastSeq = seq;
     for (const f of [...t.waiters]) f(seq);
   }
@@ -133,7 +150,7 @@ export class SupervisorMetrics {
     const t = this.tracked.get(w);
     if (!t) return;
     this.tracked.delete(w);
-    const snapshot = final ? asSnapshot(final) : t.last;
+    const snapshot = final ? asSnapshot(this.admissible(final)) : t.last;
     if (snapshot) {
       // Gauges describe the present; a gone worker contributes none.
       const counters = snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");

@@ -92,3 +92,29 @@ test("Channel: a message over the size bound is refused and the channel closed, 
   t.false(channel.connected);
   peer.destroy();
 });
+
+test("metrics a worker sends under a supervisor metric's name, or another type, cannot break /metrics", async (t) => {
+  const target = await startTarget("echo");
+  const ports = await freePorts(1);
+  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-protocol-"), "fault");
+  const sup = await startSupervisor({ config: config(app("p", ports, [target])), workers: 1, args: ["--access-log", "off"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
+  t.teardown(async () => {
+    await sup.stop();
+    await target.close();
+  });
+  const family = (name: string, type: string) => ({ name, help: "x", type, aggregator: "sum", values: [{ value: 7, labels: {} }] });
+  // Well-formed and not ahead of any request (seq 0), so taken as the worker's latest
+  // counts; then garbage, so the worker is killed and those counts become its final ones.
+  const poison = { type: "metrics", seq: 0, metrics: [family("switchyard_reloads_total", "counter"), family("switchyard_connections_total", "gauge"), family("nodejs_heap_size_total_bytes", "gauge")] };
+  fs.writeFileSync(faultFile, `channel-serving:${b64(JSON.stringify(poison) + "\nnot json\n")}`);
+  const r = await reloadVia(sup, sighup(sup));
+  t.is(r.ended.event, "reload_succeeded");
+  const error = await sup.waitFor((l) => l.event === "worker_protocol_error", 10_000, r.begun);
+  fs.rmSync(faultFile);
+  await sup.waitFor((l) => l.event === "worker_ready" && l.pid !== error.pid, 10_000, sup.logs.indexOf(error));
+  for (let i = 0; i < 3; i++) {
+    const m = await sup.admin("/metrics");
+    t.is(m.status, 200, m.body.slice(0, 300));
+    t.regex(m.body, /^switchyard_reloads_total\{result="success"\} 1$/m);
+  }
+});
