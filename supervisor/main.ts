@@ -5,11 +5,11 @@ import { loadConfigFile } from "../config/load.js";
 import { ConfigError, SwitchyardError, formatProblem } from "../common/errors.js";
 import { parseRunArgs } from "./args.js";
 import { Supervisor } from "./supervisor.js";
-import { startAdmin } from "./admin.js";
-import { startControl } from "./control.js";
-import { ConfigWatch } from "./config-watch.js";
-import { chooseSteering } from "./steering-select.js";
-import { SystemdNotifier } from "./systemd.js";
+import { startAdmin } from "./operations/admin.js";
+import { startControl } from "./operations/control.js";
+import { ConfigWatch } from "./reload/config-watch.js";
+import { chooseSteering } from "./listeners/steering-select.js";
+import { SystemdNotifier } from "./operations/systemd.js";
 import { claimRuntimeDir } from "./runtime-dir-lock.js";
 
 export async function runSupervisor(argv: string[]): Promise<number> {

@@ -4,13 +4,13 @@ import { loadConfigFile } from "../config/load.js";
 import type { Logger } from "../common/log.js";
 import { ConfigError, SwitchyardError } from "../common/errors.js";
 import type { RunOptions } from "./args.js";
-import { Pool } from "./pool.js";
-import { WorkerProcess } from "./worker-process.js";
-import { ReloadQueue, type ReloadResult } from "./reload-queue.js";
-import { SupervisorMetrics } from "./metrics.js";
-import { AccessLogSink } from "./access-log-sink.js";
-import type { ListenerProvider } from "./listener-provider.js";
-import { workerCredentials } from "./credentials.js";
+import { Pool } from "./workers/pool.js";
+import { WorkerProcess } from "./workers/worker-process.js";
+import { ReloadQueue, type ReloadResult } from "./reload/reload-queue.js";
+import { SupervisorMetrics } from "./operations/metrics.js";
+import { AccessLogSink } from "./operations/access-log-sink.js";
+import type { ListenerProvider } from "./listeners/listener-provider.js";
+import { workerCredentials } from "./workers/credentials.js";
 
 /** The supervisor's parts, wired together; one instance per process. */
 export class Supervisor {

@@ -1,13 +1,13 @@
 // The /proc/net/tcp{,6} parser and the conflict rule BPF mode uses to refuse a
-// port another socket listens on (supervisor/listening-sockets.ts,
-// supervisor/listen-conflicts.ts). No BPF: fixture text, plus real loopback
+// port another socket listens on (supervisor/listeners/listening-sockets.ts,
+// supervisor/listeners/listen-conflicts.ts). No BPF: fixture text, plus real loopback
 // listeners to tie the parser to this kernel's byte order and inode numbers.
 import test from "ava";
 
 import { planPrefix } from "../config/addresses.js";
 import { closeFd, listenTcp, socketInode } from "../native/index.js";
-import { ConflictReport, ListenerIndex } from "../supervisor/listen-conflicts.js";
-import { listeningSockets, parseProcNetTcp, type ListeningSocket } from "../supervisor/listening-sockets.js";
+import { ConflictReport, ListenerIndex } from "../supervisor/listeners/listen-conflicts.js";
+import { listeningSockets, parseProcNetTcp, type ListeningSocket } from "../supervisor/listeners/listening-sockets.js";
 
 const HEAD4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 const HEAD6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";

@@ -1,7 +1,7 @@
 // The admin port answers /healthz promptly with bounded memory whatever else
 // reaches it: idle connections, slowloris clients, header floods, bodies,
 // malformed requests, more connections than it takes. Each abuse is closed
-// by a limit an operator can read (supervisor/admin.ts ADMIN_LIMITS) and counted.
+// by a limit an operator can read (supervisor/operations/admin.ts ADMIN_LIMITS) and counted.
 import test from "ava";
 import net from "node:net";
 import http from "node:http";

@@ -1,7 +1,7 @@
 import type { Readable, Writable } from "node:stream";
 import { isRegularFile, openAccessLogFile, type AccessLogWriteError } from "./access-log-file.js";
-import type { Logger } from "../common/log.js";
-import { SwitchyardError } from "../common/errors.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError } from "../../common/errors.js";
 
 /** How long close() waits for the pipes of exited workers to be read to their end. */
 const CLOSE_WAIT_MS = 2000;

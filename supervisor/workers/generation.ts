@@ -1,5 +1,5 @@
-import type { Plan } from "../config/plan.js";
-import type { PreparedListeners } from "./listener-provider.js";
+import type { Plan } from "../../config/plan.js";
+import type { PreparedListeners } from "../listeners/listener-provider.js";
 import type { WorkerProcess } from "./worker-process.js";
 
 export type GenerationState = "starting" | "serving" | "draining" | "stopped";

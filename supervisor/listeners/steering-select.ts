@@ -1,7 +1,7 @@
-import type { Logger } from "../common/log.js";
-import { SwitchyardError } from "../common/errors.js";
-import { describeLoadError } from "../native/steering.js";
-import type { SteeringChoice } from "./args.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError } from "../../common/errors.js";
+import { describeLoadError } from "../../native/steering.js";
+import type { SteeringChoice } from "../args.js";
 import type { ListenerProvider } from "./listener-provider.js";
 import { PortListeners } from "./port-listeners.js";
 import { BpfListeners } from "./bpf-listeners.js";

@@ -6,7 +6,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { endianness } from "node:os";
 
-import { formatIPv4, formatIPv6 } from "../config/addresses.js";
+import { formatIPv4, formatIPv6 } from "../../config/addresses.js";
 
 export interface ListeningSocket {
   /** As bound: "127.0.0.1", "::", "::ffff:127.0.0.1". */

@@ -1,19 +1,19 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
-import type { Plan } from "../config/plan.js";
-import type { Logger } from "../common/log.js";
-import { SwitchyardError } from "../common/errors.js";
-import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../common/messages.js";
-import { Channel } from "../common/channel.js";
-import { closeFd, socketInode, socketPair } from "../native/index.js";
+import type { Plan } from "../../config/plan.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError } from "../../common/errors.js";
+import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../../common/messages.js";
+import { Channel } from "../../common/channel.js";
+import { closeFd, socketInode, socketPair } from "../../native/index.js";
 import { sendListeners } from "./handoff.js";
 import { HealthProbe } from "./health-probe.js";
 
 /** The worker's fd of its access-log pipe (stdio index in spawn). */
 const ACCESS_LOG_FD = 5;
 
-const workerMain = fileURLToPath(new URL("../worker/main.js", import.meta.url));
+const workerMain = fileURLToPath(new URL("../../worker/main.js", import.meta.url));
 
 /**
  * V8 flags for workers. A worker's garbage is short-lived per-connection

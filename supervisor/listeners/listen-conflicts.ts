@@ -3,7 +3,7 @@
 // program runs before the kernel's listener lookup, so without this check it
 // would silently take the port from the process listening there (or from our own
 // admin listener, or send a worker's upstream connection back to the proxy).
-import { prefixContains, type Prefix } from "../config/addresses.js";
+import { prefixContains, type Prefix } from "../../config/addresses.js";
 import type { ListeningSocket } from "./listening-sockets.js";
 
 /** Whether connections to (an address in `p`, the socket's port) would have reached `s`. */

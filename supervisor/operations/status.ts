@@ -1,4 +1,4 @@
-import type { Supervisor } from "./supervisor.js";
+import type { Supervisor } from "../supervisor.js";
 
 /** Sum of a gauge or counter over its labels. */
 function sumGauge(snapshot: unknown, name: string): number {

@@ -1,13 +1,13 @@
 import net from "node:net";
 import fs from "node:fs";
-import type { Logger } from "../common/log.js";
-import { getPeerCred } from "../native/index.js";
-import { socketFd } from "../common/socket-fd.js";
-import { unixSocketPath } from "../common/unix-path.js";
-import type { Supervisor } from "./supervisor.js";
+import type { Logger } from "../../common/log.js";
+import { getPeerCred } from "../../native/index.js";
+import { socketFd } from "../../common/socket-fd.js";
+import { unixSocketPath } from "../../common/unix-path.js";
+import type { Supervisor } from "../supervisor.js";
 import { buildStatus } from "./status.js";
 import { Rejections } from "./rejections.js";
-import { CONTROL_LIMITS, CONTROL_SOCKET, parseControlRequest, type ControlRequest, type ControlResponse } from "../common/control-protocol.js";
+import { CONTROL_LIMITS, CONTROL_SOCKET, parseControlRequest, type ControlRequest, type ControlResponse } from "../../common/control-protocol.js";
 
 /**
  * The control socket of `switchyard ctl`: mode 0600, and the peer's uid

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { DgramSocket } from "node-unix-socket";
-import { unixSocketPath } from "../common/unix-path.js";
-import type { Logger } from "../common/log.js";
-import type { Supervisor } from "./supervisor.js";
+import { unixSocketPath } from "../../common/unix-path.js";
+import type { Logger } from "../../common/log.js";
+import type { Supervisor } from "../supervisor.js";
 
 /**
  * sd_notify(3) for a Type=notify unit: one datagram per state change to

@@ -1,5 +1,5 @@
 import { Counter, type Registry } from "prom-client";
-import type { Logger } from "../common/log.js";
+import type { Logger } from "../../common/log.js";
 
 /**
  * Counts the clients an endpoint turned away, by reason, in a metric, and

@@ -1,4 +1,4 @@
-import type { ConfigProblem } from "../common/errors.js";
+import type { ConfigProblem } from "../../common/errors.js";
 
 export type ReloadResult =
   | { ok: true; generation: number; durationMs: number; source: string; at: string }

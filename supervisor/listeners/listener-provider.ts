@@ -1,5 +1,5 @@
-import type { Plan } from "../config/plan.js";
-import type { ListenerSpec } from "../common/messages.js";
+import type { Plan } from "../../config/plan.js";
+import type { ListenerSpec } from "../../common/messages.js";
 
 export type SteeringMode = "ports" | "bpf";
 

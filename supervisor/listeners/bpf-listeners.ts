@@ -1,9 +1,9 @@
-import type { Plan } from "../config/plan.js";
-import type { Logger } from "../common/log.js";
-import { SwitchyardError, isSyscallError } from "../common/errors.js";
-import { planPrefix } from "../config/addresses.js";
-import { closeFd, listenTcp, socketInode } from "../native/index.js";
-import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../native/steering.js";
+import type { Plan } from "../../config/plan.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError, isSyscallError } from "../../common/errors.js";
+import { planPrefix } from "../../config/addresses.js";
+import { closeFd, listenTcp, socketInode } from "../../native/index.js";
+import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../../native/steering.js";
 import { ConflictReport, ListenerIndex } from "./listen-conflicts.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type net from "node:net";
-import type { Logger } from "../common/log.js";
-import type { Supervisor } from "./supervisor.js";
+import type { Logger } from "../../common/log.js";
+import type { Supervisor } from "../supervisor.js";
 import { buildStatus } from "./status.js";
 import { Rejections } from "./rejections.js";
 

@@ -1,5 +1,5 @@
-import type { ListenOptions } from "../native/index.js";
-import { KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES } from "../common/tcp-keepalive.js";
+import type { ListenOptions } from "../../native/index.js";
+import { KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES } from "../../common/tcp-keepalive.js";
 
 /**
  * Socket options of every listening socket that carries traffic. Linux copies

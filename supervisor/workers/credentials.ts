@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { SwitchyardError } from "../common/errors.js";
+import { SwitchyardError } from "../../common/errors.js";
 
 /**
  * The uid/gid workers drop to. Only root drops privileges; "" or "root" keeps them.

@@ -1,6 +1,6 @@
-import type { Plan } from "../config/plan.js";
-import type { ListenerSpec } from "../common/messages.js";
-import { planPrefix } from "../config/addresses.js";
+import type { Plan } from "../../config/plan.js";
+import type { ListenerSpec } from "../../common/messages.js";
+import { planPrefix } from "../../config/addresses.js";
 
 export interface PortListenerSpec extends ListenerSpec {
   host: string;

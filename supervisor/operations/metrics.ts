@@ -1,7 +1,7 @@
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
-import type { MetricFamily } from "../common/messages.js";
-import type { Pool } from "./pool.js";
-import type { WorkerProcess } from "./worker-process.js";
+import type { MetricFamily } from "../../common/messages.js";
+import type { Pool } from "../workers/pool.js";
+import type { WorkerProcess } from "../workers/worker-process.js";
 
 export type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
 

@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import fs from "node:fs/promises";
 import { createHash } from "node:crypto";
 import chokidar, { type FSWatcher } from "chokidar";
-import type { Logger } from "../common/log.js";
+import type { Logger } from "../../common/log.js";
 
 /** Quiet time after the last relevant event before the file is read. */
 const DEBOUNCE_MS = 150;

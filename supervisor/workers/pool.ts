@@ -1,8 +1,8 @@
-import type { Plan } from "../config/plan.js";
-import type { Logger } from "../common/log.js";
-import { SwitchyardError } from "../common/errors.js";
+import type { Plan } from "../../config/plan.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError } from "../../common/errors.js";
 import { Generation } from "./generation.js";
-import type { ListenerProvider, PreparedListeners } from "./listener-provider.js";
+import type { ListenerProvider, PreparedListeners } from "../listeners/listener-provider.js";
 import type { WorkerEvents, WorkerOptions, WorkerProcess } from "./worker-process.js";
 
 /** How long a reload waits for new workers to confirm they accept, and old ones that they stopped. */

@@ -1,7 +1,7 @@
-import type { Plan } from "../config/plan.js";
-import type { Logger } from "../common/log.js";
-import { SwitchyardError, isSyscallError } from "../common/errors.js";
-import { closeFd, listenTcp } from "../native/index.js";
+import type { Plan } from "../../config/plan.js";
+import type { Logger } from "../../common/log.js";
+import { SwitchyardError, isSyscallError } from "../../common/errors.js";
+import { closeFd, listenTcp } from "../../native/index.js";
 import { portListeners, type PortListenerSpec } from "./listener-layout.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { MAX_FDS_PER_MESSAGE } from "../common/messages.js";
-import { SwitchyardError, isSyscallError } from "../common/errors.js";
-import { sendFds } from "../native/index.js";
+import { MAX_FDS_PER_MESSAGE } from "../../common/messages.js";
+import { SwitchyardError, isSyscallError } from "../../common/errors.js";
+import { sendFds } from "../../native/index.js";
 
 export interface OutgoingListener {
   key: string;
