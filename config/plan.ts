@@ -1,13 +1,23 @@
 // The validated, normalised form of a config file. The supervisor builds it,
 // hands it to every worker, and both sides read it; nothing else crosses over.
 
+import type { BALANCERS } from "./schema.js";
+
 export interface Target {
-  /** As written in the config, e.g. "tcp-echo.fly.dev:5001" or "[::1]:80". */
+  /**
+   * The address as written in the config, without options: "tcp-echo.fly.dev:5001"
+   * or "[::1]:80". It names the target in /status, metrics and logs.
+   */
   label: string;
   /** Host name or IP address, without IPv6 brackets. */
   host: string;
   port: number;
+  /** Relative share of connections, 1-256 ("host:port weight=N"); 1 unless given. */
+  weight: number;
 }
+
+/** Name of a balancing strategy: one of config/schema.ts's BALANCERS. */
+export type Balance = (typeof BALANCERS)[number];
 
 export interface AppPlan {
   name: string;
@@ -22,7 +32,7 @@ export interface AppPlan {
   addresses: string[];
   targets: Target[];
   /** Name of the balancing strategy (worker/balancers/). */
-  balance: "round-robin";
+  balance: Balance;
   /** Milliseconds a worker waits for a target to accept before it tries the next. */
   connectTimeoutMs: number;
   /** Milliseconds without a byte either way after which a connection is closed; null: never. */

@@ -10,9 +10,9 @@ import { parsePrefix } from "./addresses.js";
 import { MAX_REPORTED_PROBLEMS } from "../common/errors.js";
 import { fail, type Parsed } from "./parsed.js";
 import { PORT_ENTRY_HINT, parsePortEntry } from "./ports.js";
-import { parseTarget } from "./targets.js";
+import { parseTarget, TARGET_HINT } from "./targets.js";
 
-export const BALANCERS = ["round-robin"] as const;
+export const BALANCERS = ["round-robin", "random", "least-connections", "power-of-two", "source-hash"] as const;
 export const DEFAULT_BALANCE: (typeof BALANCERS)[number] = "round-robin";
 export const DEFAULT_CONNECT_TIMEOUT_MS = 3000;
 export const MAX_CONNECT_TIMEOUT_MS = 60_000;
@@ -52,7 +52,7 @@ const eachElement = <T>(parse: (v: unknown) => Parsed<unknown>, error: Parameter
 const parsePortValue = (v: unknown): Parsed<unknown> =>
   typeof v === "number" || typeof v === "string" ? parsePortEntry(v) : fail(PORT_ENTRY_HINT);
 const parseTargetValue = (v: unknown): Parsed<unknown> =>
-  typeof v === "string" ? parseTarget(v) : fail('must be a "host:port" string');
+  typeof v === "string" ? parseTarget(v) : fail(TARGET_HINT);
 const parseAddressValue = (v: unknown): Parsed<unknown> =>
   typeof v === "string" ? parsePrefix(v) : fail('must be a string such as "127.0.0.1" or "fd00::/64"');
 

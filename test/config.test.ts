@@ -82,7 +82,7 @@ const invalid: Record<string, [string, RegExp]> = {
   "connect-timeout-not-integer.json": ["Apps[0].ConnectTimeoutMs", /must be an integer/],
   "idle-timeout-out-of-range.json": ["Apps[0].IdleTimeoutMs", /^must be 1-604800000$/],
   "idle-timeout-not-integer.json": ["Apps[0].IdleTimeoutMs", /must be an integer/],
-  "balance-unknown.json": ["Apps[0].Balance", /must be one of: "round-robin"/],
+  "balance-unknown.json": ["Apps[0].Balance", /^must be one of: "round-robin", "random", "least-connections", "power-of-two", "source-hash"$/],
   "duplicate-key.json": ["Apps[0].Ports", /duplicate key \(first at line 3, column 20\)/],
   "syntax-missing-comma.json": ["", /invalid JSON at line 3, column 19: /],
   "syntax-trailing-comma.json": ["", /invalid JSON at line 3, column 35: /],
@@ -135,7 +135,7 @@ test("the example from the DESIGN interface prints as `Apps[1].Ports[2]: must be
 });
 
 const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null };
-const target = (label: string, host: string, port: number) => ({ label, host, port });
+const target = (label: string, host: string, port: number, weight = 1) => ({ label, host, port, weight });
 const app = (index: number, name: string, over: Partial<AppPlan>): AppPlan => ({
   name,
   index,
@@ -323,6 +323,63 @@ test("a full port range expands to every port", (t) => {
   t.is(ports.length, 65535);
   t.is(ports[0], 1);
   t.is(ports[65534], 65535);
+});
+
+test("Balance: every strategy is accepted by name, and round-robin is the default", (t) => {
+  for (const balance of ["round-robin", "random", "least-connections", "power-of-two", "source-hash"] as const) {
+    const plan = planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], Balance: balance }] });
+    t.is(plan.apps[0]?.balance, balance);
+  }
+  t.is(planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"] }] }).apps[0]?.balance, "round-robin");
+});
+
+test('target weights: "host:port weight=N" gives the weight; the label stays "host:port"', (t) => {
+  const plan = parseConfigText(JSON.stringify({
+    Apps: [{ Name: "w", Ports: [1], Targets: ["10.0.0.1:80 weight=3", "[::1]:80 weight=256", "db.internal:5432", "my_db:1  weight=1", "h:2\tweight=007"] }],
+  }));
+  t.deepEqual(plan.apps[0]?.targets, [
+    target("10.0.0.1:80", "10.0.0.1", 80, 3),
+    target("[::1]:80", "::1", 80, 256),
+    target("db.internal:5432", "db.internal", 5432, 1),
+    target("my_db:1", "my_db", 1, 1),
+    target("h:2", "h", 2, 7),
+  ]);
+});
+
+test("target weights: every bad form refused at its path, all in one go", (t) => {
+  const bad = [
+    "x:1 weight=0",
+    "x:1 weight=257",
+    "x:1 weight=1.5",
+    "x:1 weight=-1",
+    "x:1 weight=",
+    "x:1 weight",
+    "x:1 weight=2 weight=3",
+    "x:1 backup",
+    "x:1 Weight=2",
+    "x:1 ",
+    " x:1",
+    "x weight=2",
+    "x:1weight=2",
+  ];
+  const err = throwsSync(t, () => planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["ok:1", ...bad] }] }));
+  t.deepEqual(err.problems.map(formatProblem), [
+    'Apps[0].Targets[1]: target "x:1 weight=0": weight must be an integer 1-256, not "0"',
+    'Apps[0].Targets[2]: target "x:1 weight=257": weight must be an integer 1-256, not "257"',
+    'Apps[0].Targets[3]: target "x:1 weight=1.5": weight must be an integer 1-256, not "1.5"',
+    'Apps[0].Targets[4]: target "x:1 weight=-1": weight must be an integer 1-256, not "-1"',
+    'Apps[0].Targets[5]: target "x:1 weight=": weight needs a value, e.g. weight=3',
+    'Apps[0].Targets[6]: target "x:1 weight": weight needs a value, e.g. weight=3',
+    'Apps[0].Targets[7]: target "x:1 weight=2 weight=3": weight is given twice',
+    'Apps[0].Targets[8]: target "x:1 backup": unknown option "backup"; the only option is weight=N (N 1-256)',
+    'Apps[0].Targets[9]: target "x:1 Weight=2": unknown option "Weight=2"; the only option is weight=N (N 1-256)',
+    'Apps[0].Targets[10]: target "x:1 ": leading or trailing white space',
+    'Apps[0].Targets[11]: target " x:1": leading or trailing white space',
+    'Apps[0].Targets[12]: target "x weight=2": missing port; write "host:port"',
+    'Apps[0].Targets[13]: target "x:1weight=2": port must be 1-65535',
+  ]);
+  const notString = throwsSync(t, () => planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: [3 as unknown as string] }] }));
+  t.deepEqual(notString.problems.map(formatProblem), ['Apps[0].Targets[0]: must be a "host:port" string, optionally followed by " weight=N" (N 1-256)']);
 });
 
 test("formatPath", (t) => {

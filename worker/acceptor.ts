@@ -4,7 +4,7 @@ import type { Plan } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import type { ReceivedListener } from "./handoff.js";
 import { Router } from "./router.js";
-import { balancerFor } from "./balancers/index.js";
+import { balancerFor, OpenConnections } from "./balancers/index.js";
 import { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
@@ -87,7 +87,10 @@ export class Acceptor {
     const dns = new DnsCache({
       onStale: (host, err, addresses) => log.warn({ event: "dns_refresh_failed", host, code: err.code, using: addresses.map((a) => a.address) }),
     });
-    for (const app of plan.apps) this.runtimes.set(app.name, { app, balancer: balancerFor(app), lookup: dns.lookup });
+    for (const app of plan.apps) {
+      const open = new OpenConnections();
+      this.runtimes.set(app.name, { app, balancer: balancerFor(app, { open, random: Math.random }), open, lookup: dns.lookup });
+    }
     this.connHooks = {
       wantsAddresses: hooks.wantsAddresses,
       onUpstreamFailure: (app, f) => hooks.onUpstreamFailure(app, f),

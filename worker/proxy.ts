@@ -1,6 +1,6 @@
 import type net from "node:net";
 import type { AppPlan, Target } from "../config/plan.js";
-import type { Balancer } from "./balancers/index.js";
+import type { Balancer, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type ConnectFailure } from "./connect.js";
 import { isReset, pendingBytes } from "../native/index.js";
@@ -80,6 +80,8 @@ export interface ProxyHooks {
 export interface AppRuntime {
   app: AppPlan;
   balancer: Balancer;
+  /** This worker's open connections per target of the app, which some balancers read. */
+  open: OpenConnections;
   /** Resolves the names among the app's targets (the worker's DnsCache). */
   lookup: net.LookupFunction;
 }
@@ -92,7 +94,8 @@ export class ProxiedConnection {
   private upstream: net.Socket | undefined;
   private finished = false;
   private endReason: EndReason = "closed";
-  private targetLabel: string | undefined;
+  /** The target this connection holds a place in `open` for, from connect to finish. */
+  private target: Target | undefined;
   private readonly startedAt = Date.now();
   private readonly clientAddress: string | undefined;
   private readonly clientPort: number | undefined;
@@ -110,7 +113,7 @@ export class ProxiedConnection {
       this.clientPort = client.remotePort;
       this.localPort = client.localPort;
     }
-    // TCP_NODELAY and keepalive come from the listening socket (supervisor/proxy-listen-options.ts).
+    // TCP_NODELAY and keepalive come from the listening socket (supervisor/listeners/proxy-listen-options.ts).
     client.on("error", () => this.fail("client_error"));
     client.on("close", () => this.maybeFinish());
   }
@@ -121,8 +124,9 @@ export class ProxiedConnection {
     const { app, balancer, lookup } = runtime;
     // Until the target answers, the client's bytes wait in its socket buffer.
     this.client.pause();
+    const client = balancer.usesClient ? (this.clientAddress ?? unmapIPv4(this.client.remoteAddress)) : undefined;
     connectFirst(
-      balancer.order(this.health.isUp),
+      balancer.order(this.health.isUp, client),
       app.connectTimeoutMs,
       lookup,
       (f) => {
@@ -140,7 +144,8 @@ export class ProxiedConnection {
   private attach(app: AppPlan, socket: net.Socket, target: Target): void {
     this.health.succeeded(target);
     this.upstream = socket;
-    this.targetLabel = target.label;
+    this.target = target;
+    this.runtime?.open.connected(target);
     this.hooks.onConnected(app, target);
     socket.on("error", () => this.fail("target_error"));
     socket.on("close", () => this.maybeFinish());
@@ -218,13 +223,15 @@ export class ProxiedConnection {
       return;
     }
     this.finished = true;
+    // Before the hooks: once the access log has the line, the count no longer holds this connection.
+    if (this.target) this.runtime?.open.closed(this.target);
     this.hooks.onFinished(
       {
         app: this.runtime?.app.name,
         clientAddress: this.clientAddress,
         clientPort: this.clientPort,
         localPort: this.localPort,
-        target: this.targetLabel,
+        target: this.target?.label,
         bytesIn: this.upstream?.bytesWritten ?? 0,
         bytesOut: this.client.bytesWritten,
         startedAt: this.startedAt,
