@@ -6,7 +6,7 @@ interface StatusJson {
   steering?: { mode: string; bpfOffReason?: string; sockets: number; apps: { name: string; ports: number; steered?: number }[] };
   lastReload?: { ok: boolean; generation?: number; message?: string; at: string; source: string } | null;
   generations?: { number: number; state: string; connections: number; workers: { index: number; pid: number | null; state: string; connections: number | null; accepted?: number | null }[] }[];
-  apps?: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
+  apps?: { name: string; ports: number[]; targets: { target: string; up: boolean; reason?: string }[] }[];
 }
 
 function table(rows: string[][]): string {
@@ -41,7 +41,7 @@ export function formatStatusTable(raw: Record<string, unknown>): string {
   const steered = new Map((s.steering?.apps ?? []).map((a) => [a.name, a.steered] as const));
   const appRows = [["APP", "PORTS", "TARGETS", ...(s.steering?.mode === "bpf" ? ["STEERED"] : [])]];
   for (const a of s.apps ?? []) {
-    const targets = a.targets.map((t) => `${t.target} (${t.up ? "up" : "DOWN"})`).join(", ");
+    const targets = a.targets.map((t) => `${t.target} (${t.up ? "up" : `DOWN${t.reason ? `: ${t.reason}` : ""}`})`).join(", ");
     appRows.push([a.name, portRanges(a.ports), targets, ...(s.steering?.mode === "bpf" ? [String(steered.get(a.name) ?? 0)] : [])]);
   }
   return out + table(appRows);

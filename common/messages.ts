@@ -32,6 +32,17 @@ export interface ConnectionStats {
 }
 
 /**
+ * What the supervisor's active health checks say of one target of one app
+ * (supervisor/health/). Only apps with a HealthCheck have any.
+ */
+export interface TargetState {
+  app: string;
+  /** The target's label, as in the Plan. */
+  target: string;
+  up: boolean;
+}
+
+/**
  * A worker's metrics as prom-client's getMetricsAsJSON() shapes them, so the
  * supervisor can sum workers with prom-client's aggregator. Histogram values
  * carry `metricName` (`_bucket` with an `le` label, `_sum`, `_count`).
@@ -54,6 +65,12 @@ export type ToWorker =
       listeners: ListenerSpec[];
       /** Drop to this uid/gid once the fds are in hand; absent: keep. */
       credentials?: { uid: number; gid: number };
+      /**
+       * The checked targets' states as the worker starts, so a new generation
+       * never dials first a target the old one knew to be down. A target absent
+       * is up (until its checks say otherwise).
+       */
+      targetStates: TargetState[];
     }
   /**
    * The health gate's probe. It travels on this channel rather than a socket
@@ -64,7 +81,9 @@ export type ToWorker =
   /** Cut-over: start accepting on the handed-over sockets (a started worker only answers health checks). */
   | { type: "serve" }
   | { type: "drain"; timeoutMs: number }
-  | { type: "metrics-request"; seq: number };
+  | { type: "metrics-request"; seq: number }
+  /** Targets whose checked state changed (transitions only; the rest stand). */
+  | { type: "target-states"; states: TargetState[] };
 
 /** Worker → supervisor. */
 export type FromWorker =
@@ -86,7 +105,7 @@ export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract
 /** A handler for every message type: the compiler refuses a missing one. */
 export type Handlers<U extends { type: string }> = { [T in U["type"]]: (msg: MessageOf<U, T>) => void };
 
-const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "serve", "drain", "metrics-request", "health-check"]);
+const toWorkerTypes: ReadonlySet<string> = new Set<ToWorker["type"]>(["start", "serve", "drain", "metrics-request", "health-check", "target-states"]);
 
 type Fields = Record<string, unknown>;
 const isRecord = (v: unknown): v is Fields => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -18,6 +18,7 @@ import {
   AppSchema,
   DEFAULT_BALANCE,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HEALTH_CHECK,
   RootSchema,
   type AppConfig,
   type ConfigFile,
@@ -47,6 +48,14 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
     balance: app.Balance ?? DEFAULT_BALANCE,
     connectTimeoutMs: app.ConnectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     idleTimeoutMs: app.IdleTimeoutMs ?? null,
+    healthCheck: app.HealthCheck
+      ? {
+          intervalMs: app.HealthCheck.IntervalMs ?? DEFAULT_HEALTH_CHECK.intervalMs,
+          timeoutMs: app.HealthCheck.TimeoutMs ?? DEFAULT_HEALTH_CHECK.timeoutMs,
+          rise: app.HealthCheck.Rise ?? DEFAULT_HEALTH_CHECK.rise,
+          fall: app.HealthCheck.Fall ?? DEFAULT_HEALTH_CHECK.fall,
+        }
+      : null,
   };
 }
 

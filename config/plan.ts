@@ -16,6 +16,18 @@ export interface Target {
   weight: number;
 }
 
+/** Active health checks of an app's targets, run by the supervisor (supervisor/health/). */
+export interface HealthCheckPlan {
+  /** Milliseconds from the start of one check of a target to the start of the next. */
+  intervalMs: number;
+  /** Milliseconds a check (name lookup and TCP connect) may take before it counts as failed. */
+  timeoutMs: number;
+  /** Consecutive successes that bring a down target up. */
+  rise: number;
+  /** Consecutive failures that take an up target down. */
+  fall: number;
+}
+
 /** Name of a balancing strategy: one of config/schema.ts's BALANCERS. */
 export type Balance = (typeof BALANCERS)[number];
 
@@ -37,6 +49,8 @@ export interface AppPlan {
   connectTimeoutMs: number;
   /** Milliseconds without a byte either way after which a connection is closed; null: never. */
   idleTimeoutMs: number | null;
+  /** Active health checks; null: none, only passive health (failed connects). */
+  healthCheck: HealthCheckPlan | null;
 }
 
 export interface Plan {

@@ -19,6 +19,14 @@ export const MAX_CONNECT_TIMEOUT_MS = 60_000;
 /** A week: longer than any timer a worker could hold (setTimeout tops out near 24.8 days) needs no limit at all. */
 export const MAX_IDLE_TIMEOUT_MS = 604_800_000;
 
+/** Active health checks (HealthCheck), HAProxy's `inter`, `timeout check`, `rise`, `fall`. */
+export const DEFAULT_HEALTH_CHECK = { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 } as const;
+/** Below this an interval is a probe storm against every target, not a check. */
+export const MIN_CHECK_INTERVAL_MS = 100;
+export const MAX_CHECK_INTERVAL_MS = 3_600_000;
+export const MAX_CHECK_TIMEOUT_MS = 60_000;
+export const MAX_RISE_FALL = 100;
+
 /** zod's "expected array, received undefined" becomes "is required" or "must be …". */
 const requiredAs = (what: string) => (issue: { input?: unknown }) =>
   issue.input === undefined ? "is required" : `must be ${what}`;
@@ -66,6 +74,33 @@ const milliseconds = (max: number) => {
     .max(max, { error: range });
 };
 
+/** An integer count in 1..max, for Rise and Fall. */
+const checkCount = (max: number) => {
+  const range = `must be 1-${max}`;
+  return z
+    .number({ error: requiredAs("a number of checks") })
+    .int({ error: "must be an integer number of checks" })
+    .min(1, { error: range })
+    .max(max, { error: range });
+};
+
+const intervalRange = `must be ${MIN_CHECK_INTERVAL_MS}-${MAX_CHECK_INTERVAL_MS}`;
+
+export const HealthCheckSchema = z.strictObject(
+  {
+    IntervalMs: z
+      .number({ error: requiredAs("a number of milliseconds") })
+      .int({ error: "must be an integer number of milliseconds" })
+      .min(MIN_CHECK_INTERVAL_MS, { error: intervalRange })
+      .max(MAX_CHECK_INTERVAL_MS, { error: intervalRange })
+      .optional(),
+    TimeoutMs: milliseconds(MAX_CHECK_TIMEOUT_MS).optional(),
+    Rise: checkCount(MAX_RISE_FALL).optional(),
+    Fall: checkCount(MAX_RISE_FALL).optional(),
+  },
+  { error: 'must be an object such as {"IntervalMs": 2000, "TimeoutMs": 1000, "Rise": 2, "Fall": 3}' },
+);
+
 export const AppSchema = z.strictObject(
   {
     Name: z
@@ -85,6 +120,7 @@ export const AppSchema = z.strictObject(
     Balance: z
       .enum(BALANCERS, { error: `must be one of: ${BALANCERS.map((b) => JSON.stringify(b)).join(", ")}` })
       .optional(),
+    HealthCheck: HealthCheckSchema.optional(),
   },
   { error: "must be an object with Name, Ports and Targets" },
 );
@@ -107,8 +143,10 @@ export type AppConfig = z.infer<typeof AppSchema>;
 
 const ROOT_KEYS = Object.keys(ConfigSchema.shape);
 const APP_KEYS = Object.keys(AppSchema.shape);
+const HEALTH_CHECK_KEYS = Object.keys(HealthCheckSchema.shape);
 
-/** The keys allowed in the strict object at `path` (the root, or one app). */
+/** The keys allowed in the strict object at `path` (the root, one app, or an app's HealthCheck). */
 export function allowedKeysAt(path: readonly PropertyKey[]): readonly string[] {
-  return path.length === 0 ? ROOT_KEYS : APP_KEYS;
+  if (path.length === 0) return ROOT_KEYS;
+  return path[path.length - 1] === "HealthCheck" ? HEALTH_CHECK_KEYS : APP_KEYS;
 }

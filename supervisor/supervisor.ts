@@ -11,6 +11,7 @@ import { SupervisorMetrics } from "./operations/metrics.js";
 import { AccessLogSink } from "./operations/access-log-sink.js";
 import type { ListenerProvider } from "./listeners/listener-provider.js";
 import { workerCredentials } from "./workers/credentials.js";
+import { TargetProber } from "./health/target-prober.js";
 
 /** The supervisor's parts, wired together; one instance per process. */
 export class Supervisor {
@@ -18,6 +19,7 @@ export class Supervisor {
   readonly reloads: ReloadQueue;
   readonly metrics: SupervisorMetrics;
   readonly accessLog: AccessLogSink;
+  readonly prober: TargetProber;
   lastReload: ReloadResult | undefined;
   /** Reload triggers that arrive before the first generation serves wait for it. */
   private markStarted!: () => void;
@@ -38,6 +40,19 @@ export class Supervisor {
     fs.mkdirSync(options.runtimeDir, { recursive: true, mode: 0o755 });
     const credentials = workerCredentials(options.user);
     this.accessLog = new AccessLogSink(options.accessLog, log);
+    this.prober = new TargetProber(
+      {
+        // Draining workers too: switchyard_target_up is the min over live workers.
+        onChange: (states) => {
+          for (const w of this.pool.liveWorkers()) w.sendTargetStates(states);
+        },
+        onCheck: (app, target, ok) => this.metrics.healthChecks.inc({ app, target, result: ok ? "ok" : "failed" }),
+        onForget: (app, target) => {
+          for (const result of ["ok", "failed"]) this.metrics.healthChecks.remove({ app, target, result });
+        },
+      },
+      log,
+    );
     this.pool = new Pool({
       workers: options.workers,
       maxDraining: options.maxDraining,
@@ -46,7 +61,7 @@ export class Supervisor {
       provider,
       spawn: (o, events) =>
         this.metrics.track(new WorkerProcess(
-          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, log },
+          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, targetStates: this.prober.states(), log },
           events,
         )),
       observe: {
@@ -63,6 +78,7 @@ export class Supervisor {
   /** First generation; throws (CONFIG_INVALID, LISTEN_FAILED, WORKER_UNHEALTHY) if it cannot serve. */
   async start(plan: Plan, adminPort: number): Promise<void> {
     await this.pool.deploy(plan);
+    this.prober.setPlan(plan);
     this.markStarted();
     this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin_host: this.options.admin.host, admin_port: adminPort, runtime_dir: this.options.runtimeDir });
   }
@@ -81,6 +97,8 @@ export class Supervisor {
       await this.onReloadStart();
       const plan = await loadConfigFile(this.options.config);
       const gen = await this.pool.deploy(plan);
+      // Only once it serves: a rolled-back plan must not drop the states of the one still serving.
+      this.prober.setPlan(plan);
       result = { ok: true, generation: gen.number, durationMs: Date.now() - began, source, at };
       this.log.info({ event: "reload_succeeded", source, generation: gen.number, duration_ms: result.durationMs });
     } catch (err) {
@@ -98,6 +116,7 @@ export class Supervisor {
 
   async stop(): Promise<void> {
     this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs });
+    this.prober.stop();
     await this.pool.stop();
     await this.accessLog.close();
   }

@@ -83,6 +83,12 @@ const invalid: Record<string, [string, RegExp]> = {
   "idle-timeout-out-of-range.json": ["Apps[0].IdleTimeoutMs", /^must be 1-604800000$/],
   "idle-timeout-not-integer.json": ["Apps[0].IdleTimeoutMs", /must be an integer/],
   "balance-unknown.json": ["Apps[0].Balance", /^must be one of: "round-robin", "random", "least-connections", "power-of-two", "source-hash"$/],
+  "health-check-not-object.json": ["Apps[0].HealthCheck", /^must be an object such as \{"IntervalMs": 2000, "TimeoutMs": 1000, "Rise": 2, "Fall": 3\}$/],
+  "health-check-unknown-key.json": ["Apps[0].HealthCheck.intervalMs", /did you mean "IntervalMs"\?/],
+  "health-check-interval-out-of-range.json": ["Apps[0].HealthCheck.IntervalMs", /^must be 100-3600000$/],
+  "health-check-timeout-out-of-range.json": ["Apps[0].HealthCheck.TimeoutMs", /^must be 1-60000$/],
+  "health-check-rise-not-integer.json": ["Apps[0].HealthCheck.Rise", /^must be an integer number of checks$/],
+  "health-check-fall-out-of-range.json": ["Apps[0].HealthCheck.Fall", /^must be 1-100$/],
   "duplicate-key.json": ["Apps[0].Ports", /duplicate key \(first at line 3, column 20\)/],
   "syntax-missing-comma.json": ["", /invalid JSON at line 3, column 19: /],
   "syntax-trailing-comma.json": ["", /invalid JSON at line 3, column 35: /],
@@ -134,7 +140,7 @@ test("the example from the DESIGN interface prints as `Apps[1].Ports[2]: must be
   t.deepEqual(err.problems.map(formatProblem), ["Apps[1].Ports[2]: must be 1-65535"]);
 });
 
-const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null };
+const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null, healthCheck: null };
 const target = (label: string, host: string, port: number, weight = 1) => ({ label, host, port, weight });
 const app = (index: number, name: string, over: Partial<AppPlan>): AppPlan => ({
   name,
@@ -331,6 +337,28 @@ test("Balance: every strategy is accepted by name, and round-robin is the defaul
     t.is(plan.apps[0]?.balance, balance);
   }
   t.is(planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"] }] }).apps[0]?.balance, "round-robin");
+});
+
+test("HealthCheck: none by default, every field defaulted on its own, explicit values kept", (t) => {
+  const hc = (healthCheck?: Record<string, number>) =>
+    planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], ...(healthCheck ? { HealthCheck: healthCheck } : {}) }] }).apps[0]?.healthCheck;
+  t.is(hc(), null);
+  t.deepEqual(hc({}), { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 });
+  t.deepEqual(hc({ Fall: 1 }), { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 1 });
+  t.deepEqual(hc({ IntervalMs: 100, TimeoutMs: 60000, Rise: 100, Fall: 100 }), { intervalMs: 100, timeoutMs: 60000, rise: 100, fall: 100 });
+});
+
+test("HealthCheck: every bad field refused at its own path, all in one go", (t) => {
+  const err = throwsSync(t, () =>
+    planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], HealthCheck: { IntervalMs: 3600001, TimeoutMs: 1.5, Rise: 0, Fall: "3", Port: 80 } as never }] }),
+  );
+  t.deepEqual(err.problems.map(formatProblem).sort(), [
+    "Apps[0].HealthCheck.Fall: must be a number of checks",
+    "Apps[0].HealthCheck.IntervalMs: must be 100-3600000",
+    "Apps[0].HealthCheck.Port: unknown key; allowed here: IntervalMs, TimeoutMs, Rise, Fall",
+    "Apps[0].HealthCheck.Rise: must be 1-100",
+    "Apps[0].HealthCheck.TimeoutMs: must be an integer number of milliseconds",
+  ]);
 });
 
 test('target weights: "host:port weight=N" gives the weight; the label stays "host:port"', (t) => {

@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import net from "node:net";
-import type { Plan } from "../config/plan.js";
+import type { Plan, Target } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import type { ReceivedListener } from "./handoff.js";
 import { Router } from "./router.js";
 import { balancerFor, OpenConnections } from "./balancers/index.js";
-import { TargetHealth } from "./target-health.js";
+import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 import { countAcceptError } from "./metrics.js";
@@ -67,7 +67,6 @@ export class Acceptor {
   private readonly open = new Set<ProxiedConnection>();
   private readonly router: Router;
   private readonly runtimes = new Map<string, AppRuntime>();
-  private readonly health = new TargetHealth();
   private idleWaiters: (() => void)[] = [];
   /** One hooks object for every connection, rather than one per connection. */
   private readonly connHooks: ProxyHooks;
@@ -82,6 +81,8 @@ export class Acceptor {
     private readonly listeners: readonly ReceivedListener[],
     private readonly hooks: ProxyHooks & { onAccepted(app: string | undefined): void },
     private readonly log: Logger,
+    /** Owned by the worker's entry: the supervisor's check results arrive there, before and after this exists. */
+    private readonly health: TargetHealth,
   ) {
     this.router = new Router(plan, listeners.map((l) => l.spec));
     const dns = new DnsCache({
@@ -89,7 +90,8 @@ export class Acceptor {
     });
     for (const app of plan.apps) {
       const open = new OpenConnections();
-      this.runtimes.set(app.name, { app, balancer: balancerFor(app, { open, random: Math.random }), open, lookup: dns.lookup });
+      const isUp = (t: Target): boolean => this.health.isUp(app.name, t);
+      this.runtimes.set(app.name, { app, balancer: balancerFor(app, { open, random: Math.random }), open, lookup: dns.lookup, isUp });
     }
     this.connHooks = {
       wantsAddresses: hooks.wantsAddresses,

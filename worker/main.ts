@@ -8,6 +8,7 @@ import { Acceptor } from "./acceptor.js";
 import { WorkerMetrics } from "./metrics.js";
 import { AccessLog } from "./access-log.js";
 import { readFault } from "./fault-injection.js";
+import { TargetHealth } from "./target-health.js";
 
 let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;
@@ -18,6 +19,7 @@ let fault: ReturnType<typeof readFault>;
 let accepting = false;
 let draining = false;
 const accessLog = AccessLog.fromEnv();
+const health = new TargetHealth();
 
 function send(msg: FromWorker): Promise<void> {
   // Resolves once the message is written: a worker about to exit must wait for that.
@@ -31,6 +33,9 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   const listeners = receiveListeners(msg.listeners);
   metrics = new WorkerMetrics(msg.plan.apps);
   const m = metrics;
+  // Before the acceptor exists, let alone accepts: the first connection already avoids what the checks see down.
+  health.checked(msg.targetStates);
+  m.checked(msg.targetStates);
   acceptor = new Acceptor(
     msg.plan,
     listeners,
@@ -50,6 +55,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
       },
     },
     log,
+    health,
   );
   if (msg.credentials) {
     // Everything privileged (the fds) is in hand: give up root.
@@ -125,6 +131,10 @@ const handlers: Handlers<ToWorker> = {
   },
   drain: (msg) => void drain(msg.timeoutMs),
   "health-check": (msg) => void send({ type: "health", seq: msg.seq, serving: ready && !draining && fault !== "unhealthy" }),
+  "target-states": (msg) => {
+    health.checked(msg.states);
+    metrics?.checked(msg.states);
+  },
   "metrics-request": (msg) => {
     if (metrics) void send({ type: "metrics", seq: msg.seq, metrics: metrics.snapshot() });
   },

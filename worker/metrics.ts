@@ -1,4 +1,4 @@
-import type { MetricFamily } from "../common/messages.js";
+import type { MetricFamily, TargetState } from "../common/messages.js";
 import type { AppPlan, Target } from "../config/plan.js";
 import type { ConnectionRecord } from "./proxy.js";
 import type { ConnectFailure } from "./connect.js";
@@ -120,10 +120,16 @@ export class WorkerMetrics {
   private readonly durations = new DurationHistogram("switchyard_connection_duration_seconds", "Lifetime of finished connections");
   private readonly targetUp = new Family(
     "switchyard_target_up",
-    "1 when the last attempt to reach the target succeeded (or none failed yet), else 0",
+    "1 when the target is up: to the active health checks if its app has them, else when the last attempt to reach it succeeded (or none failed yet)",
     "gauge",
     "min",
   );
+  /**
+   * Apps with active checks: their targets' up is the supervisor's verdict, the
+   * same in every worker, so the min over workers neither doubles nor flickers
+   * with one worker's failed connect.
+   */
+  private readonly checkedApps = new Set<string>();
   /** Per app: the cells every finished connection updates. */
   private readonly finishCells = new Map<string, { bytesIn: Cell; bytesOut: Cell; durations: Durations }>();
   /** The plan's targets, by identity: no key to build per connection. */
@@ -131,6 +137,7 @@ export class WorkerMetrics {
 
   constructor(apps: readonly AppPlan[]) {
     for (const app of apps) {
+      if (app.healthCheck !== null) this.checkedApps.add(app.name);
       this.acceptedCell(app.name);
       this.activeCell(app.name);
       for (const t of app.targets) {
@@ -161,11 +168,18 @@ export class WorkerMetrics {
   upstreamFailed(app: AppPlan, f: ConnectFailure): void {
     const target = f.target.label;
     this.failures.cell(`${app.name}\0${target}`, () => ({ app: app.name, target })).value += 1;
-    this.targetUpCell(app.name, target).value = 0;
+    if (app.healthCheck === null) this.targetUpCell(app.name, target).value = 0;
   }
 
   upstreamConnected(app: AppPlan, target: Target): void {
-    (this.targetUpByTarget.get(target) ?? this.targetUpCell(app.name, target.label)).value = 1;
+    if (app.healthCheck === null) (this.targetUpByTarget.get(target) ?? this.targetUpCell(app.name, target.label)).value = 1;
+  }
+
+  /** The supervisor's checks; states of apps this worker's plan does not check are ignored. */
+  checked(states: readonly TargetState[]): void {
+    for (const s of states) {
+      if (this.checkedApps.has(s.app)) this.targetUpCell(s.app, s.target).value = s.up ? 1 : 0;
+    }
   }
 
   connectionFinished(r: ConnectionRecord): void {

@@ -84,6 +84,8 @@ export interface AppRuntime {
   open: OpenConnections;
   /** Resolves the names among the app's targets (the worker's DnsCache). */
   lookup: net.LookupFunction;
+  /** Whether a target of this app looks up, passively and to the supervisor's checks (TargetHealth). */
+  isUp: (t: Target) => boolean;
 }
 
 /**
@@ -121,12 +123,12 @@ export class ProxiedConnection {
   start(): void {
     const runtime = this.runtime;
     if (!runtime) return this.fail("no_app");
-    const { app, balancer, lookup } = runtime;
+    const { app, balancer, lookup, isUp } = runtime;
     // Until the target answers, the client's bytes wait in its socket buffer.
     this.client.pause();
     const client = balancer.usesClient ? (this.clientAddress ?? unmapIPv4(this.client.remoteAddress)) : undefined;
     connectFirst(
-      balancer.order(this.health.isUp, client),
+      balancer.order(isUp, client),
       app.connectTimeoutMs,
       lookup,
       (f) => {

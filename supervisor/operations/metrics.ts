@@ -36,6 +36,8 @@ interface Tracked {
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly reloads = new Counter({ name: "switchyard_reloads_total", help: "Reloads by result", labelNames: ["result"], registers: [this.registry] });
+  /** Counted by the supervisor's one prober (supervisor/health/): never per worker. */
+  readonly healthChecks = new Counter({ name: "switchyard_health_checks_total", help: "Active health checks of targets, by result", labelNames: ["app", "target", "result"], registers: [this.registry] });
   readonly reloadDuration = new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   private retired: Snapshot = [];
   private readonly tracked = new Map<WorkerProcess, Tracked>();

@@ -62,7 +62,18 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
         name: app.name,
         ports: app.ports,
         addresses: app.addresses,
-        targets: app.targets.map((t) => ({ target: t.label, up: health.get(t.label) ?? true })),
+        targets: app.targets.map((t) => {
+          // `up`: the active checks' verdict when the app has a HealthCheck, else
+          // the passive view (no current worker's last attempt failed).
+          const checked = sup.prober.statusOf(app.name, t.label);
+          if (checked === undefined) return { target: t.label, up: health.get(t.label) ?? true };
+          return {
+            target: t.label,
+            up: checked.up,
+            checkedAt: checked.checkedAt === undefined ? null : new Date(checked.checkedAt).toISOString(),
+            ...(checked.reason !== undefined ? { reason: checked.reason } : {}),
+          };
+        }),
       };
     }),
   };

@@ -4,7 +4,7 @@ import type { Readable } from "node:stream";
 import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
-import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type ToWorker } from "../../common/messages.js";
+import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
 import { Channel } from "../../common/channel.js";
 import { closeFd, socketInode, socketPair } from "../../native/index.js";
 import { sendListeners } from "./handoff.js";
@@ -49,6 +49,8 @@ export interface WorkerOptions {
   env: NodeJS.ProcessEnv;
   /** Give the worker a pipe for access-log lines. */
   accessLog: boolean;
+  /** The checked targets' states now, sent with "start" (supervisor/health/). */
+  targetStates: readonly TargetState[];
   log: Logger;
 }
 
@@ -77,6 +79,8 @@ export class WorkerProcess {
   private readonly child: ChildProcess;
   private readonly channel: Channel;
   private exited = false;
+  /** Apps whose targets its plan has checked (a HealthCheck): the only target states it is sent. */
+  private readonly checkedApps: ReadonlySet<string>;
   private handoffSock: number | undefined;
   /** What this worker was asked and has answered, to tell an answer from an out-of-order message. */
   private readonly protocol = { started: false, serveSent: false, served: false, drainingSeen: false, drained: false, healthSeq: 0, metricsSeq: 0 };
@@ -97,6 +101,7 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
+    this.checkedApps = new Set(opts.plan.apps.filter((a) => a.healthCheck !== null).map((a) => a.name));
     // Out of fds, either pair can fail: nothing opened may outlive the throw.
     const [ours, theirs] = socketPair();
     let channelPair: [number, number];
@@ -154,7 +159,14 @@ export class WorkerProcess {
 
   private async handOver(): Promise<void> {
     const { opts } = this;
-    this.send({ type: "start", id: { generation: opts.generation, worker: opts.index }, plan: opts.plan, listeners: opts.listeners.map((l) => l.spec), credentials: opts.credentials });
+    this.send({
+      type: "start",
+      id: { generation: opts.generation, worker: opts.index },
+      plan: opts.plan,
+      listeners: opts.listeners.map((l) => l.spec),
+      credentials: opts.credentials,
+      targetStates: this.ofMyPlan(opts.targetStates),
+    });
     try {
       await sendListeners(this.handoffSock!, opts.listeners.map((l) => ({ key: l.spec.key, fd: l.fd })), this.startedAt + opts.startTimeoutMs);
     } catch (err) {
@@ -312,6 +324,22 @@ export class WorkerProcess {
     if (this.state === "exited" || this.protocolBroken) return false;
     this.protocol.metricsSeq = Math.max(this.protocol.metricsSeq, seq);
     return this.send({ type: "metrics-request", seq });
+  }
+
+  /** Passes on check results that changed; those of apps its plan does not check are left out. */
+  sendTargetStates(states: readonly TargetState[]): void {
+    if (this.state === "exited" || this.protocolBroken) return;
+    const mine = this.ofMyPlan(states);
+    if (mine.length > 0) this.send({ type: "target-states", states: mine });
+  }
+
+  /**
+   * Only states of apps this worker's plan checks: the prober follows the serving
+   * plan, and a worker of a newer one whose app dropped its HealthCheck must not
+   * hold a "down" that no check will ever lift.
+   */
+  private ofMyPlan(states: readonly TargetState[]): TargetState[] {
+    return states.filter((s) => this.checkedApps.has(s.app));
   }
 
   kill(signal: NodeJS.Signals): void {
