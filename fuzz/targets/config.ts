@@ -39,8 +39,14 @@ const port = fc.oneof(
   fc.jsonValue({ maxDepth: 1 }),
 );
 const host = fc.oneof(fc.domain(), ipv4, ipv6.map((a) => `[${a}]`), fc.constantFrom("my_db", "a..b", "-x", "1.2.3.400", ""), fc.string({ maxLength: 10 }));
+/** A target's options after its address: " weight=N", well-formed or not. */
+const targetOptions = fc.oneof(
+  { weight: 3, arbitrary: fc.constant("") },
+  fc.integer({ min: -1, max: 300 }).map((w) => ` weight=${w}`),
+  fc.constantFrom(" weight=", " weight=2 weight=3", "\tweight=1", " Weight=2", " weight=1.5", " weight=0x10", " foo=1", " "),
+);
 const target = fc.oneof(
-  { weight: 4, arbitrary: fc.tuple(host, fc.integer({ min: -1, max: 70000 })).map(([h, p]) => `${h}:${p}`) },
+  { weight: 4, arbitrary: fc.tuple(host, fc.integer({ min: -1, max: 70000 }), targetOptions).map(([h, p, o]) => `${h}:${p}${o}`) },
   fc.string({ maxLength: 16 }),
   fc.jsonValue({ maxDepth: 1 }),
 );
@@ -52,7 +58,11 @@ const app = fc.record(
     Addresses: fc.oneof({ weight: 4, arbitrary: fc.array(address, { maxLength: 4 }) }, fc.jsonValue({ maxDepth: 1 })),
     ConnectTimeoutMs: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.double(), fc.jsonValue({ maxDepth: 0 })),
     IdleTimeoutMs: fc.oneof(fc.integer({ min: -1, max: 700_000_000 }), fc.jsonValue({ maxDepth: 0 })),
-    Balance: fc.oneof(fc.constant("round-robin"), fc.string({ maxLength: 12 })),
+    Balance: fc.oneof(fc.constantFrom("round-robin", "random", "least-connections", "power-of-two", "source-hash"), fc.string({ maxLength: 12 })),
+    HealthCheck: fc.oneof(
+      { weight: 3, arbitrary: fc.record({ IntervalMs: fc.integer({ min: 0, max: 4_000_000 }), TimeoutMs: fc.integer({ min: 0, max: 70_000 }), Rise: fc.integer({ min: 0, max: 120 }), Fall: fc.integer({ min: 0, max: 120 }), interval: fc.jsonValue({ maxDepth: 0 }) }, { requiredKeys: [] }) },
+      fc.jsonValue({ maxDepth: 1 }),
+    ),
     ports: fc.jsonValue({ maxDepth: 1 }),
     ["__proto__"]: fc.jsonValue({ maxDepth: 1 }),
   },
@@ -62,7 +72,7 @@ const app = fc.record(
 const validish = fc.record({
   Name: fc.string({ minLength: 1, maxLength: 8 }),
   Ports: fc.array(fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.tuple(fc.integer({ min: 1, max: 65535 }), fc.nat(300)).map(([a, n]) => `${a}-${Math.min(65535, a + n)}`)), { minLength: 1, maxLength: 6 }),
-  Targets: fc.array(fc.tuple(fc.domain(), fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`), { minLength: 1, maxLength: 3 }),
+  Targets: fc.array(fc.tuple(fc.domain(), fc.integer({ min: 1, max: 65535 }), fc.option(fc.integer({ min: 1, max: 256 }), { nil: undefined })).map(([h, p, w]) => `${h}:${p}${w === undefined ? "" : ` weight=${w}`}`), { minLength: 1, maxLength: 3 }),
   Addresses: fc.option(fc.array(fc.oneof(ipv4, ipv6, fc.tuple(ipv4, fc.nat(32)).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }), { nil: undefined }),
 }).map((a) => (a.Addresses === undefined ? { Name: a.Name, Ports: a.Ports, Targets: a.Targets } : a));
 const config = fc.oneof(
