@@ -38,6 +38,15 @@ static napi_value set_keep_alive(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The connection's TCP state (TCP_ESTABLISHED, TCP_CLOSE, ...); -1 with errno set on failure. */
+static int tcp_state(int fd) {
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  memset(&ti, 0, sizeof ti);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return -1;
+  return ti.tcpi_state;
+}
+
 /*
  * pendingBytes(fd) -> bytes written that the peer has not acknowledged yet
  * (SIOCOUTQ), or 0 once the connection is closed: after a reset the kernel
@@ -47,14 +56,11 @@ static napi_value pending_bytes(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
   int fd, queued = 0;
   if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
-  struct tcp_info ti;
-  socklen_t len = sizeof ti;
-  memset(&ti, 0, sizeof ti);
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
-  if (ti.tcpi_state != TCP_CLOSE && ioctl(fd, SIOCOUTQ, &queued) != 0)
-    return sy_throw_errno(env, errno, "ioctl", "SIOCOUTQ");
+  int state = tcp_state(fd);
+  if (state < 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
+  if (state != TCP_CLOSE && ioctl(fd, SIOCOUTQ, &queued) != 0) return sy_throw_errno(env, errno, "ioctl", "SIOCOUTQ");
   napi_value result;
-  NAPI_CALL(env, napi_create_int32(env, ti.tcpi_state == TCP_CLOSE ? 0 : queued, &result));
+  NAPI_CALL(env, napi_create_int32(env, state == TCP_CLOSE ? 0 : queued, &result));
   return result;
 }
 
@@ -69,16 +75,12 @@ static napi_value is_reset(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
   int fd, err = 0;
   if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
-  struct tcp_info ti;
-  socklen_t len = sizeof ti;
-  memset(&ti, 0, sizeof ti);
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
-  if (ti.tcpi_state == TCP_CLOSE) {
-    len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "SO_ERROR");
-  }
+  int state = tcp_state(fd);
+  if (state < 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
+  socklen_t len = sizeof err;
+  if (state == TCP_CLOSE && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return sy_throw_errno(env, errno, "getsockopt", "SO_ERROR");
   napi_value result;
-  NAPI_CALL(env, napi_get_boolean(env, ti.tcpi_state == TCP_CLOSE && err != 0, &result));
+  NAPI_CALL(env, napi_get_boolean(env, state == TCP_CLOSE && err != 0, &result));
   return result;
 }
 
