@@ -65,6 +65,8 @@ export type ToWorker =
       listeners: ListenerSpec[];
       /** Drop to this uid/gid once the fds are in hand; absent: keep. */
       credentials?: { uid: number; gid: number };
+      /** Open connections this worker carries at most (--max-connections); null: no limit. */
+      maxConnections: number | null;
       /**
        * The checked targets' states as the worker starts, so a new generation
        * never dials first a target the old one knew to be down. A target absent

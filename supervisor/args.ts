@@ -17,6 +17,8 @@ export interface RunOptions {
   user: string;
   /** "-" for stdout, "off", or a file path (reopened on SIGUSR1). */
   accessLog: string;
+  /** Open connections one worker carries at most; beyond, a new one is closed at once. null: no limit. */
+  maxConnections: number | null;
 }
 
 export function defaultRuntimeDir(): string {
@@ -62,6 +64,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       "max-draining": { type: "string" },
       user: { type: "string" },
       "access-log": { type: "string" },
+      "max-connections": { type: "string" },
     },
   });
   if (!values.config) usage("run: --config FILE is required");
@@ -78,5 +81,6 @@ export function parseRunArgs(argv: string[]): RunOptions {
     maxDraining: values["max-draining"] ? positiveNumber("max-draining", values["max-draining"], true) : 3,
     user: values.user ?? "nobody",
     accessLog: values["access-log"] ?? "-",
+    maxConnections: values["max-connections"] ? positiveNumber("max-connections", values["max-connections"], true) : null,
   };
 }

@@ -61,7 +61,7 @@ export class Supervisor {
       provider,
       spawn: (o, events) =>
         this.metrics.track(new WorkerProcess(
-          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, targetStates: this.prober.states(), log },
+          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, maxConnections: options.maxConnections, targetStates: this.prober.states(), log },
           events,
         )),
       observe: {

@@ -73,6 +73,8 @@ export class Acceptor {
   private readonly fdLimit = fdLimit();
   /** Fds open once listening, before any connection: the base of the headroom estimate. */
   private fdBase = 0;
+  /** Whether the last connection accepted found the worker at --max-connections. */
+  private atLimit = false;
   /** The current episode of refused connections, if any. */
   private failing: { count: number; lastAt: number } | undefined;
 
@@ -83,6 +85,8 @@ export class Acceptor {
     private readonly log: Logger,
     /** Owned by the worker's entry: the supervisor's check results arrive there, before and after this exists. */
     private readonly health: TargetHealth,
+    /** --max-connections: open connections this worker carries at most; null: no limit. */
+    private readonly maxConnections: number | null = null,
   ) {
     this.router = new Router(plan, listeners.map((l) => l.spec));
     const dns = new DnsCache({
@@ -152,8 +156,17 @@ export class Acceptor {
     const runtime = app && this.runtimes.get(app.name);
     this.hooks.onAccepted(app?.name);
     const conn = new ProxiedConnection(socket, runtime, this.health, this.connHooks);
+    // Counted before the check: the refused connection is accounted for like any other (access log, metrics).
+    const full = this.maxConnections !== null && this.open.size >= this.maxConnections;
+    if (full !== this.atLimit) {
+      this.atLimit = full;
+      // Once per episode, not per connection: the access log and metrics count each one.
+      if (full) this.log.warn({ event: "connection_limit_reached", max_connections: this.maxConnections });
+      else this.log.info({ event: "connection_limit_cleared", max_connections: this.maxConnections });
+    }
     this.open.add(conn);
-    conn.start();
+    if (full) conn.refuse("worker_limit");
+    else conn.start();
   }
 
   /** Counts a refused connection; logs once when an episode of them begins. */

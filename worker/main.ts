@@ -56,6 +56,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     },
     log,
     health,
+    msg.maxConnections,
   );
   if (msg.credentials) {
     // Everything privileged (the fds) is in hand: give up root.

@@ -13,6 +13,7 @@ export type EndReason =
   | "no_target" // every target refused or timed out
   | "no_app" // no app serves the dialled address and port
   | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
+  | "worker_limit" // the worker already carried --max-connections
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -196,6 +197,11 @@ export class ProxiedConnection {
       else this.fail("idle_timeout");
     });
     this.client.setTimeout(ms);
+  }
+
+  /** Closed at once, never carried: the worker is at its --max-connections. */
+  refuse(reason: "worker_limit"): void {
+    this.fail(reason);
   }
 
   /** Cut off at the drain deadline. */

@@ -49,6 +49,8 @@ export interface WorkerOptions {
   env: NodeJS.ProcessEnv;
   /** Give the worker a pipe for access-log lines. */
   accessLog: boolean;
+  /** --max-connections, per worker; null: no limit. */
+  maxConnections: number | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
   targetStates: readonly TargetState[];
   log: Logger;
@@ -165,6 +167,7 @@ export class WorkerProcess {
       plan: opts.plan,
       listeners: opts.listeners.map((l) => l.spec),
       credentials: opts.credentials,
+      maxConnections: opts.maxConnections,
       targetStates: this.ofMyPlan(opts.targetStates),
     });
     try {
