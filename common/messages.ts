@@ -7,6 +7,9 @@ import type { Plan } from "../config/plan.js";
 /** Worker's fd number of the message channel (stdio index in spawn). */
 export const CHANNEL_FD = 3;
 
+/** Worker's fd number of the shared connection counters' memfd (native/counters.c). */
+export const COUNTERS_FD = 6;
+
 /** Worker's fd number of the hand-over socket (stdio index in spawn). */
 export const HANDOFF_FD = 4;
 
@@ -67,6 +70,8 @@ export type ToWorker =
       credentials?: { uid: number; gid: number };
       /** Open connections this worker carries at most (--max-connections); null: no limit. */
       maxConnections: number | null;
+      /** Its row in the shared counters (on COUNTERS_FD) and its apps' slots, for MaxConnections; null: none. */
+      counters: { row: number; slots: Record<string, number> } | null;
       /**
        * The checked targets' states as the worker starts, so a new generation
        * never dials first a target the old one knew to be down. A target absent

@@ -56,6 +56,7 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
           fall: app.HealthCheck.Fall ?? DEFAULT_HEALTH_CHECK.fall,
         }
       : null,
+    maxConnections: app.MaxConnections ?? null,
   };
 }
 

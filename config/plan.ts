@@ -51,6 +51,8 @@ export interface AppPlan {
   idleTimeoutMs: number | null;
   /** Active health checks; null: none, only passive health (failed connects). */
   healthCheck: HealthCheckPlan | null;
+  /** Open connections of the app across every worker at most; null: no limit. */
+  maxConnections: number | null;
 }
 
 export interface Plan {

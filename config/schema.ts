@@ -75,6 +75,9 @@ const milliseconds = (max: number) => {
 };
 
 /** An integer count in 1..max, for Rise and Fall. */
+/** MaxConnections: far above what one machine carries, so only a typo is refused. */
+export const MAX_APP_CONNECTIONS = 10_000_000;
+
 const checkCount = (max: number) => {
   const range = `must be 1-${max}`;
   return z
@@ -121,6 +124,12 @@ export const AppSchema = z.strictObject(
       .enum(BALANCERS, { error: `must be one of: ${BALANCERS.map((b) => JSON.stringify(b)).join(", ")}` })
       .optional(),
     HealthCheck: HealthCheckSchema.optional(),
+    MaxConnections: z
+      .number({ error: requiredAs("a number of connections") })
+      .int({ error: "must be an integer number of connections" })
+      .min(1, { error: `must be 1-${MAX_APP_CONNECTIONS}` })
+      .max(MAX_APP_CONNECTIONS, { error: `must be 1-${MAX_APP_CONNECTIONS}` })
+      .optional(),
   },
   { error: "must be an object with Name, Ports and Targets" },
 );

@@ -52,6 +52,12 @@ interface Binding {
   setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
   pendingBytes(fd: number): number;
   isReset(fd: number): boolean;
+  counterTableCreate(): number;
+  counterTableMap(fd: number): object;
+  counterAcquire(table: object, slot: number, row: number, limit: number): boolean;
+  counterRelease(table: object, slot: number, row: number): void;
+  counterRead(table: object, slot: number): number;
+  counterSettle(table: object, row: number): void;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -119,6 +125,45 @@ export function pendingBytes(fd: number): number {
 /** Whether a TCP connection ended in an error in the kernel (reset, timed out); a close by FIN, either way or both, is not. */
 export function isReset(fd: number): boolean {
   return binding.isReset(fd);
+}
+
+/** App slots and worker rows of the shared connection counters (native/counters.c). */
+export const COUNTER_SLOTS = 4096;
+export const COUNTER_ROWS = 1024;
+
+/**
+ * Open connections per app, shared by the supervisor and every worker through
+ * one memfd (counters.c): a worker counts into its own row and into the app's
+ * total; the supervisor settles an exited worker's row.
+ */
+export class CounterTable {
+  private readonly table: object;
+  constructor(readonly fd: number) {
+    this.table = binding.counterTableMap(fd);
+  }
+
+  /** A new table's memfd (close-on-exec: hand it to a child explicitly). */
+  static create(): number {
+    return binding.counterTableCreate();
+  }
+
+  /** Counts one connection of `slot` for `row` if the total is below `limit`; false (nothing counted) otherwise. */
+  acquire(slot: number, row: number, limit: number): boolean {
+    return binding.counterAcquire(this.table, slot, row, limit);
+  }
+
+  release(slot: number, row: number): void {
+    binding.counterRelease(this.table, slot, row);
+  }
+
+  read(slot: number): number {
+    return binding.counterRead(this.table, slot);
+  }
+
+  /** Takes an exited worker's counts out of the totals and clears its row. */
+  settle(row: number): void {
+    binding.counterSettle(this.table, row);
+  }
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

@@ -22,6 +22,11 @@ napi_status switchyard_init_sockets(napi_env env, napi_value exports);
 napi_status switchyard_init_fdpass(napi_env env, napi_value exports);
 napi_status switchyard_init_lock(napi_env env, napi_value exports);
 napi_status switchyard_init_tcp(napi_env env, napi_value exports);
+napi_status switchyard_init_counters(napi_env env, napi_value exports);
+
+/* The shared connection counters' size (counters.c): app slots (MAX_APPS in config/limits.ts) and worker rows. */
+#define SY_COUNTER_SLOTS 4096
+#define SY_COUNTER_ROWS 1024
 
 /* Throws for a failed N-API call unless an exception is already pending. */
 static inline bool sy_napi_ok(napi_env env, napi_status status, const char *call) {

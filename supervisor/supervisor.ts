@@ -12,6 +12,7 @@ import { AccessLogSink } from "./operations/access-log-sink.js";
 import type { ListenerProvider } from "./listeners/listener-provider.js";
 import { workerCredentials } from "./workers/credentials.js";
 import { TargetProber } from "./health/target-prober.js";
+import { ConnectionCounters } from "./workers/connection-counters.js";
 
 /** The supervisor's parts, wired together; one instance per process. */
 export class Supervisor {
@@ -20,6 +21,8 @@ export class Supervisor {
   readonly metrics: SupervisorMetrics;
   readonly accessLog: AccessLogSink;
   readonly prober: TargetProber;
+  /** Open connections per app across every worker, for MaxConnections. */
+  readonly counters = new ConnectionCounters();
   lastReload: ReloadResult | undefined;
   /** Reload triggers that arrive before the first generation serves wait for it. */
   private markStarted!: () => void;
@@ -59,15 +62,28 @@ export class Supervisor {
       startTimeoutMs: options.startTimeoutMs,
       log,
       provider,
-      spawn: (o, events) =>
-        this.metrics.track(new WorkerProcess(
-          { ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled, maxConnections: options.maxConnections, targetStates: this.prober.states(), log },
-          events,
-        )),
+      spawn: (o, events) => {
+        const counters = this.counters.forWorker(o.plan, () => this.pool.generations().map((g) => g.plan));
+        try {
+          return this.metrics.track(new WorkerProcess(
+            {
+              ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled,
+              maxConnections: options.maxConnections, counters: counters ? { fd: this.counters.fd, ...counters } : null, targetStates: this.prober.states(), log,
+            },
+            events,
+          ));
+        } catch (err) {
+          if (counters) this.counters.release(counters.row);
+          throw err;
+        }
+      },
       observe: {
         onDrained: (w, final) => this.metrics.retire(w, final.metrics),
         onMetrics: (w, seq, m) => this.metrics.onWorkerMetrics(w, seq, m),
-        onClosed: (w) => this.metrics.retire(w),
+        onClosed: (w) => {
+          this.metrics.retire(w);
+          if (w.counterRow !== undefined) this.counters.release(w.counterRow);
+        },
         onAccessLog: (_w, stream) => this.accessLog.attach(stream),
       },
     });

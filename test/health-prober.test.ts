@@ -22,6 +22,7 @@ function plan(apps: Record<string, string[]>, healthCheck: HealthCheckPlan | nul
       connectTimeoutMs: 1000,
       idleTimeoutMs: null,
       healthCheck,
+      maxConnections: null,
     })),
   };
 }

@@ -13,6 +13,9 @@ import {
   setKeepAlive,
   pendingBytes,
   isReset,
+  CounterTable,
+  COUNTER_SLOTS,
+  COUNTER_ROWS,
   recvFds,
   sendFds,
   setRecvTimeout,
@@ -338,4 +341,28 @@ test("isReset: false while connected and after the peer's FIN (a half-close), tr
   await until(() => isReset(fdOf(reset)), 5000, "the reset seen without reading");
   t.pass();
   reset.destroy();
+});
+
+test("CounterTable: acquire up to the limit across rows, release, settle an exited row, one memfd shared by two mappings", (t) => {
+  const fd = CounterTable.create();
+  t.teardown(() => closeFd(fd));
+  // Two mappings of one memfd, as two processes would have.
+  const a = new CounterTable(fd);
+  const b = new CounterTable(fd);
+  t.true(a.acquire(7, 0, 3));
+  t.true(b.acquire(7, 1, 3));
+  t.true(b.acquire(7, 1, 3));
+  t.false(a.acquire(7, 0, 3), "the fourth over rows 0 and 1 together");
+  t.is(a.read(7), 3);
+  t.is(a.read(8), 0, "slots are apart");
+  a.release(7, 0);
+  t.is(b.read(7), 2);
+  // Row 1 "exits" holding 2: settling gives them back and clears the row.
+  a.settle(1);
+  t.is(b.read(7), 0);
+  a.settle(1);
+  t.is(b.read(7), 0, "settling twice takes nothing more");
+  t.throws(() => a.acquire(COUNTER_SLOTS, 0, 1), { instanceOf: RangeError, message: /slot/ });
+  t.throws(() => a.acquire(0, COUNTER_ROWS, 1), { instanceOf: RangeError, message: /row/ });
+  throwsSyscall(t, () => new CounterTable(1_000_000), "EBADF", "mmap");
 });

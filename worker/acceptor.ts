@@ -9,6 +9,7 @@ import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 import { countAcceptError } from "./metrics.js";
+import type { CounterTable } from "../native/index.js";
 
 const LISTEN_BACKLOG = 4096;
 
@@ -73,6 +74,8 @@ export class Acceptor {
   private readonly fdLimit = fdLimit();
   /** Fds open once listening, before any connection: the base of the headroom estimate. */
   private fdBase = 0;
+  /** Connections counted in the shared table, by slot: released as they finish. */
+  private readonly counted = new Map<ProxiedConnection, number>();
   /** Whether the last connection accepted found the worker at --max-connections. */
   private atLimit = false;
   /** The current episode of refused connections, if any. */
@@ -87,6 +90,8 @@ export class Acceptor {
     private readonly health: TargetHealth,
     /** --max-connections: open connections this worker carries at most; null: no limit. */
     private readonly maxConnections: number | null = null,
+    /** The shared counters for the apps' MaxConnections: this worker's row and its apps' slots; null: none. */
+    private readonly counters: { table: CounterTable; row: number; slots: Record<string, number> } | null = null,
   ) {
     this.router = new Router(plan, listeners.map((l) => l.spec));
     const dns = new DnsCache({
@@ -103,6 +108,11 @@ export class Acceptor {
       onConnected: (app, target) => hooks.onConnected(app, target),
       onFinished: (record, conn) => {
         this.open.delete(conn);
+        const slot = this.counted.get(conn);
+        if (slot !== undefined) {
+          this.counted.delete(conn);
+          this.counters!.table.release(slot, this.counters!.row);
+        }
         hooks.onFinished(record, conn);
         if (this.open.size === 0) this.notifyIdle();
       },
@@ -165,8 +175,18 @@ export class Acceptor {
       else this.log.info({ event: "connection_limit_cleared", max_connections: this.maxConnections });
     }
     this.open.add(conn);
-    if (full) conn.refuse("worker_limit");
-    else conn.start();
+    if (full) return conn.refuse("worker_limit");
+    if (app?.maxConnections != null && !this.countIn(conn, app.name, app.maxConnections)) return conn.refuse("app_limit");
+    conn.start();
+  }
+
+  /** Counts `conn` into its app's total over all workers; false when the app is at `limit`. */
+  private countIn(conn: ProxiedConnection, app: string, limit: number): boolean {
+    const slot = this.counters?.slots[app];
+    if (slot === undefined) return true;
+    if (!this.counters!.table.acquire(slot, this.counters!.row, limit)) return false;
+    this.counted.set(conn, slot);
+    return true;
   }
 
   /** Counts a refused connection; logs once when an episode of them begins. */

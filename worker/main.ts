@@ -1,7 +1,7 @@
 // Worker entry: receives its listening fds and Plan from the supervisor,
 // proxies connections, and drains when told to (or when the supervisor is gone).
 import { createLogger, type Logger } from "../common/log.js";
-import { CHANNEL_FD, dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
+import { CHANNEL_FD, COUNTERS_FD, dispatch, isToWorker, type FromWorker, type Handlers, type MessageOf, type ToWorker } from "../common/messages.js";
 import { Channel } from "../common/channel.js";
 import { receiveListeners } from "./handoff.js";
 import { Acceptor } from "./acceptor.js";
@@ -9,6 +9,7 @@ import { WorkerMetrics } from "./metrics.js";
 import { AccessLog } from "./access-log.js";
 import { readFault } from "./fault-injection.js";
 import { TargetHealth } from "./target-health.js";
+import { CounterTable } from "../native/index.js";
 
 let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;
@@ -57,6 +58,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     log,
     health,
     msg.maxConnections,
+    msg.counters ? { table: new CounterTable(COUNTERS_FD), row: msg.counters.row, slots: msg.counters.slots } : null,
   );
   if (msg.credentials) {
     // Everything privileged (the fds) is in hand: give up root.

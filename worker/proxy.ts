@@ -14,6 +14,7 @@ export type EndReason =
   | "no_app" // no app serves the dialled address and port
   | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
   | "worker_limit" // the worker already carried --max-connections
+  | "app_limit" // the app already had its MaxConnections open, over all workers
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -199,8 +200,8 @@ export class ProxiedConnection {
     this.client.setTimeout(ms);
   }
 
-  /** Closed at once, never carried: the worker is at its --max-connections. */
-  refuse(reason: "worker_limit"): void {
+  /** Closed at once, never carried: the worker or the app is at its limit. */
+  refuse(reason: "worker_limit" | "app_limit"): void {
     this.fail(reason);
   }
 

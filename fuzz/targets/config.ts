@@ -63,6 +63,7 @@ const app = fc.record(
       { weight: 3, arbitrary: fc.record({ IntervalMs: fc.integer({ min: 0, max: 4_000_000 }), TimeoutMs: fc.integer({ min: 0, max: 70_000 }), Rise: fc.integer({ min: 0, max: 120 }), Fall: fc.integer({ min: 0, max: 120 }), interval: fc.jsonValue({ maxDepth: 0 }) }, { requiredKeys: [] }) },
       fc.jsonValue({ maxDepth: 1 }),
     ),
+    MaxConnections: fc.oneof(fc.integer({ min: -1, max: 20_000_000 }), fc.double(), fc.jsonValue({ maxDepth: 0 })),
     ports: fc.jsonValue({ maxDepth: 1 }),
     ["__proto__"]: fc.jsonValue({ maxDepth: 1 }),
   },

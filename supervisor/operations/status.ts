@@ -62,6 +62,8 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
         name: app.name,
         ports: app.ports,
         addresses: app.addresses,
+        // With MaxConnections: the limit, and the connections open now over every worker.
+        ...(app.maxConnections === null ? {} : { maxConnections: app.maxConnections, openConnections: sup.counters.openConnections(app.name) ?? 0 }),
         targets: app.targets.map((t) => {
           // `up`: the active checks' verdict when the app has a HealthCheck, else
           // the passive view (no current worker's last attempt failed).

@@ -4,7 +4,7 @@ import type { Readable } from "node:stream";
 import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
-import { CHANNEL_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
+import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
 import { Channel } from "../../common/channel.js";
 import { closeFd, socketInode, socketPair } from "../../native/index.js";
 import { sendListeners } from "./handoff.js";
@@ -51,6 +51,8 @@ export interface WorkerOptions {
   accessLog: boolean;
   /** --max-connections, per worker; null: no limit. */
   maxConnections: number | null;
+  /** The shared counters' memfd, this worker's row and its apps' slots (MaxConnections); null: none. */
+  counters: { fd: number; row: number; slots: Record<string, number> } | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
   targetStates: readonly TargetState[];
   log: Logger;
@@ -77,6 +79,8 @@ export class WorkerProcess {
   state: WorkerState = "starting";
   readonly generation: number;
   readonly index: number;
+  /** Its row in the shared connection counters, settled by the supervisor once it has exited. */
+  readonly counterRow: number | undefined;
   readonly startedAt = Date.now();
   private readonly child: ChildProcess;
   private readonly channel: Channel;
@@ -103,6 +107,7 @@ export class WorkerProcess {
   constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
     this.generation = opts.generation;
     this.index = opts.index;
+    this.counterRow = opts.counters?.row;
     this.checkedApps = new Set(opts.plan.apps.filter((a) => a.healthCheck !== null).map((a) => a.name));
     // Out of fds, either pair can fail: nothing opened may outlive the throw.
     const [ours, theirs] = socketPair();
@@ -120,6 +125,7 @@ export class WorkerProcess {
     stdio[CHANNEL_FD] = channelTheirs;
     stdio[HANDOFF_FD] = theirs;
     stdio[ACCESS_LOG_FD] = opts.accessLog ? "pipe" : "ignore";
+    if (opts.counters) stdio[COUNTERS_FD] = opts.counters.fd;
     try {
       // A fork that fails (EMFILE, EAGAIN) does not throw: spawn returns a child with
       // no pid and no stdio, and emits "error" on the next tick, with no "exit" to follow.
@@ -168,6 +174,7 @@ export class WorkerProcess {
       listeners: opts.listeners.map((l) => l.spec),
       credentials: opts.credentials,
       maxConnections: opts.maxConnections,
+      counters: opts.counters ? { row: opts.counters.row, slots: opts.counters.slots } : null,
       targetStates: this.ofMyPlan(opts.targetStates),
     });
     try {

@@ -1,0 +1,70 @@
+import type { Plan } from "../../config/plan.js";
+import { COUNTER_ROWS, COUNTER_SLOTS, CounterTable } from "../../native/index.js";
+
+/** What a worker needs to count its connections against its apps' MaxConnections. */
+export interface WorkerCounters {
+  /** Its row in the table: its own share, settled when it exits. */
+  row: number;
+  /** App name → slot, for the apps of its plan that set MaxConnections. */
+  slots: Record<string, number>;
+}
+
+/**
+ * The shared table behind MaxConnections (native/counters.c): every worker of
+ * every generation counts an app's open connections into the same slot, so a
+ * limit holds across workers and across a reload's drain. Slots are kept per
+ * app name for as long as the supervisor lives; rows, one per live worker, are
+ * settled and reused once their worker has exited.
+ */
+export class ConnectionCounters {
+  readonly fd = CounterTable.create();
+  readonly table = new CounterTable(this.fd);
+  private readonly slots = new Map<string, number>();
+  private readonly freeRows = Array.from({ length: COUNTER_ROWS }, (_, i) => COUNTER_ROWS - 1 - i);
+
+  /** A row and the plan's slots for a new worker; undefined when every row is taken (the worker then enforces no app limit). */
+  forWorker(plan: Plan, livePlans: () => Plan[]): WorkerCounters | undefined {
+    const row = this.freeRows.pop();
+    if (row === undefined) return undefined;
+    const slots: Record<string, number> = {};
+    for (const app of plan.apps) {
+      if (app.maxConnections === null) continue;
+      const slot = this.slotOf(app.name, livePlans);
+      if (slot !== undefined) slots[app.name] = slot;
+    }
+    return { row, slots };
+  }
+
+  /** The app's open connections over every worker, if it has a slot. */
+  openConnections(app: string): number | undefined {
+    const slot = this.slots.get(app);
+    return slot === undefined ? undefined : this.table.read(slot);
+  }
+
+  /** Call once the worker has exited (its channel closed): nothing of it can count any more. */
+  release(row: number): void {
+    this.table.settle(row);
+    this.freeRows.push(row);
+  }
+
+  private slotOf(name: string, livePlans: () => Plan[]): number | undefined {
+    const known = this.slots.get(name);
+    if (known !== undefined) return known;
+    if (this.slots.size >= COUNTER_SLOTS) this.reclaim(livePlans());
+    const used = new Set(this.slots.values());
+    for (let slot = 0; slot < COUNTER_SLOTS; slot++) {
+      if (used.has(slot)) continue;
+      this.slots.set(name, slot);
+      return slot;
+    }
+    return undefined;
+  }
+
+  /** Frees the slots of apps no live generation has and no connection holds. */
+  private reclaim(plans: Plan[]): void {
+    const live = new Set(plans.flatMap((p) => p.apps.map((a) => a.name)));
+    for (const [name, slot] of this.slots) {
+      if (!live.has(name) && this.table.read(slot) === 0) this.slots.delete(name);
+    }
+  }
+}
