@@ -70,6 +70,8 @@ export type ToWorker =
       credentials?: { uid: number; gid: number };
       /** Open connections this worker carries at most (--max-connections); null: no limit. */
       maxConnections: number | null;
+      /** --overload-lag: event-loop delay past which it stops accepting for a while; null: never. */
+      overloadLagMs: number | null;
       /** Its row in the shared counters (on COUNTERS_FD) and its apps' slots, for MaxConnections; null: none. */
       counters: { row: number; slots: Record<string, number> } | null;
       /**

@@ -47,6 +47,7 @@ interface Binding {
   recvFds(sock: number, maxBytes: number, maxFds: number): ReceivedFds;
   setRecvTimeout(sock: number, ms: number): void;
   closeFd(fd: number): void;
+  dupFd(fd: number): number;
   getPeerCred(fd: number): PeerCred;
   lockExclusive(fd: number): void;
   setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
@@ -164,6 +165,11 @@ export class CounterTable {
   settle(row: number): void {
     binding.counterSettle(this.table, row);
   }
+}
+
+/** A new close-on-exec fd for the same socket (F_DUPFD_CLOEXEC). */
+export function dupFd(fd: number): number {
+  return binding.dupFd(fd);
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

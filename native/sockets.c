@@ -3,6 +3,7 @@
  * socketPair, setRecvTimeout, closeFd, getPeerCred.
  * Every path that opened an fd closes it before throwing.
  */
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -238,6 +239,18 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dupFd(fd) -> a new close-on-exec fd for the same open file (F_DUPFD_CLOEXEC). */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  SY_ARGS(env, info, 1, argv);
+  int fd;
+  if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return sy_throw_errno(env, errno, "fcntl", "F_DUPFD_CLOEXEC");
+  napi_value result;
+  NAPI_CALL(env, napi_create_int32(env, copy, &result));
+  return result;
+}
+
 /* getPeerCred(fd) -> {pid, uid, gid} of the process that connected (or created the pair). */
 static napi_value get_peer_cred(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
@@ -262,7 +275,7 @@ napi_status switchyard_init_sockets(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       SY_FN("listenTcp", listen_tcp),     SY_FN("socketName", socket_name), SY_FN("socketInode", socket_inode),
       SY_FN("socketPair", socket_pair),   SY_FN("setRecvTimeout", set_recv_timeout),
-      SY_FN("closeFd", close_fd),         SY_FN("getPeerCred", get_peer_cred),
+      SY_FN("closeFd", close_fd), SY_FN("dupFd", dup_fd),         SY_FN("getPeerCred", get_peer_cred),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -19,6 +19,8 @@ export interface RunOptions {
   accessLog: string;
   /** Open connections one worker carries at most; beyond, a new one is closed at once. null: no limit. */
   maxConnections: number | null;
+  /** Event-loop delay (p99, ms) past which a worker stops accepting for a while; null: never. */
+  overloadLagMs: number | null;
 }
 
 export function defaultRuntimeDir(): string {
@@ -40,6 +42,14 @@ function seconds(name: string, text: string): number {
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n) || n < 0) usage(`--${name}: must be a number of seconds, 0 or more, got "${text}"`);
   return n;
+}
+
+/** --overload-lag MS: default 500; 0 turns load shedding off. */
+function overloadLag(text: string | undefined): number | null {
+  if (text === undefined) return 500;
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isInteger(n) || n < 0) usage(`--overload-lag: must be a whole number of milliseconds, 0 to turn shedding off, got "${text}"`);
+  return n === 0 ? null : n;
 }
 
 export function parseHostPort(text: string, what: string): { host: string; port: number } {
@@ -65,6 +75,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       user: { type: "string" },
       "access-log": { type: "string" },
       "max-connections": { type: "string" },
+      "overload-lag": { type: "string" },
     },
   });
   if (!values.config) usage("run: --config FILE is required");
@@ -82,5 +93,6 @@ export function parseRunArgs(argv: string[]): RunOptions {
     user: values.user ?? "nobody",
     accessLog: values["access-log"] ?? "-",
     maxConnections: values["max-connections"] ? positiveNumber("max-connections", values["max-connections"], true) : null,
+    overloadLagMs: overloadLag(values["overload-lag"]),
   };
 }

@@ -68,7 +68,7 @@ export class Supervisor {
           return this.metrics.track(new WorkerProcess(
             {
               ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled,
-              maxConnections: options.maxConnections, counters: counters ? { fd: this.counters.fd, ...counters } : null, targetStates: this.prober.states(), log,
+              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, counters: counters ? { fd: this.counters.fd, ...counters } : null, targetStates: this.prober.states(), log,
             },
             events,
           ));

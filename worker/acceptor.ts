@@ -9,7 +9,7 @@ import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
 import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 import { countAcceptError } from "./metrics.js";
-import type { CounterTable } from "../native/index.js";
+import { closeFd, dupFd, type CounterTable } from "../native/index.js";
 
 const LISTEN_BACKLOG = 4096;
 
@@ -74,6 +74,8 @@ export class Acceptor {
   private readonly fdLimit = fdLimit();
   /** Fds open once listening, before any connection: the base of the headroom estimate. */
   private fdBase = 0;
+  /** stopAccepting() ran: the handed-over fds are closed, accepting cannot resume. */
+  private stopped = false;
   /** Connections counted in the shared table, by slot: released as they finish. */
   private readonly counted = new Map<ProxiedConnection, number>();
   /** Whether the last connection accepted found the worker at --max-connections. */
@@ -128,18 +130,30 @@ export class Acceptor {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.listeners.map((l) => this.listen(l)));
+    await this.listenAll();
     this.fdBase = fdsOpen();
   }
 
+  private listenAll(): Promise<void> {
+    return Promise.all(this.listeners.map((l) => this.listen(l))).then(() => undefined);
+  }
+
+  /**
+   * Each server accepts on a copy of the handed-over fd, which its close()
+   * closes: the original stays, so accepting can pause (overload) and resume.
+   */
   private listen(l: ReceivedListener): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(l, socket));
     this.servers.push(server);
+    const fd = dupFd(l.fd);
     return new Promise((resolve, reject) => {
-      server.once("error", reject);
+      server.once("error", (err) => {
+        closeFd(fd);
+        reject(err);
+      });
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
       // Passed as an argument: with an fd, Node ignores `backlog` in the options (511).
-      server.listen({ fd: l.fd }, LISTEN_BACKLOG, () => {
+      server.listen({ fd }, LISTEN_BACKLOG, () => {
         server.off("error", reject);
         // Once listening, an error is an accept that failed: the server keeps accepting,
         // and Node's error carries no connection to close.
@@ -202,8 +216,30 @@ export class Acceptor {
 
   /** Stops accepting; open connections go on. */
   stopAccepting(): void {
+    if (this.stopped) return;
+    this.pauseAccepting();
+    // For good: this worker's copies of the sockets go too (a reload may re-add a port only once every old worker let go).
+    for (const l of this.listeners) closeFd(l.fd);
+    this.stopped = true;
+  }
+
+  /** Stops accepting for now (overload): the kernel queue and the other workers take new connections. */
+  pauseAccepting(): void {
     // close() stops accepting at once; its callback would wait for the connections too.
-    for (const s of this.servers) s.close();
+    for (const s of this.servers.splice(0)) s.close();
+  }
+
+  /** Accepts again after pauseAccepting(). */
+  async resumeAccepting(): Promise<void> {
+    if (this.stopped || this.servers.length > 0) return;
+    // The copies are made at once, before anything else can run; a drain that comes while
+    // listen() completes finds the servers and closes them, or they are closed here.
+    await this.listenAll();
+    if (this.stopped) this.pauseAccepting();
+  }
+
+  get accepting(): boolean {
+    return this.servers.length > 0;
   }
 
   /** Resolves once no connection is open. */

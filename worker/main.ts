@@ -7,7 +7,8 @@ import { receiveListeners } from "./handoff.js";
 import { Acceptor } from "./acceptor.js";
 import { WorkerMetrics } from "./metrics.js";
 import { AccessLog } from "./access-log.js";
-import { readFault } from "./fault-injection.js";
+import { holdTheLoop, readFault } from "./fault-injection.js";
+import { OverloadGuard } from "./overload-guard.js";
 import { TargetHealth } from "./target-health.js";
 import { CounterTable } from "../native/index.js";
 
@@ -17,6 +18,9 @@ let metrics: WorkerMetrics | undefined;
 /** Started: fds in hand, privileges dropped; health checks answer "serving". */
 let ready = false;
 let fault: ReturnType<typeof readFault>;
+/** --overload-lag, from "start"; null: no load shedding. */
+let overloadLagMs: number | null = null;
+let guard: OverloadGuard | undefined;
 let accepting = false;
 let draining = false;
 const accessLog = AccessLog.fromEnv();
@@ -30,6 +34,7 @@ function send(msg: FromWorker): Promise<void> {
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   log = createLogger({ role: "worker", generation: msg.id.generation, worker: msg.id.worker });
   fault = readFault(msg.id.worker);
+  overloadLagMs = msg.overloadLagMs;
   if (fault === "crash-on-start") throw Object.assign(new Error("fault injected: crash-on-start"), { code: "FAULT_INJECTED" });
   const listeners = receiveListeners(msg.listeners);
   metrics = new WorkerMetrics(msg.plan.apps);
@@ -82,6 +87,11 @@ async function serve(): Promise<void> {
   if (draining) acceptor.stopAccepting();
   void send({ type: "serving" });
   if (typeof fault === "object" && fault.when === "serving") channel.writeRaw(fault.channelBytes);
+  if (overloadLagMs !== null && !draining) {
+    guard = new OverloadGuard(acceptor, overloadLagMs, log);
+    guard.start();
+  }
+  if (fault === "lag") holdTheLoop();
   log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
@@ -94,6 +104,7 @@ async function drain(timeoutMs: number): Promise<void> {
     return;
   }
   draining = true;
+  guard?.stop();
   acceptor?.stopAccepting();
   const open = acceptor?.connections ?? 0;
   log.info({ event: "worker_draining", connections: open, timeout_ms: timeoutMs });

@@ -55,6 +55,13 @@ export function countAcceptError(code: string): void {
   acceptErrors.cell(code, () => ({ code })).value += 1;
 }
 
+/** Episodes of load shedding (worker/overload-guard.ts): module-level for the same reason. */
+const overloadEpisodes = new Family("switchyard_overload_episodes_total", "Times a worker stopped accepting because its event loop fell behind", "counter");
+
+export function countOverloadEpisode(): void {
+  overloadEpisodes.cell("", () => ({})).value += 1;
+}
+
 /** Connection lifetimes of one app, in the histogram's buckets (not cumulative). */
 interface Durations {
   labels: Labels;
@@ -202,6 +209,6 @@ export class WorkerMetrics {
 
   /** Every family, in the order /metrics lists them. */
   snapshot(): MetricFamily[] {
-    return [this.accepted, this.active, this.errors, acceptErrors, this.failures, this.bytes, this.durations, this.targetUp].map((f) => f.export());
+    return [this.accepted, this.active, this.errors, acceptErrors, overloadEpisodes, this.failures, this.bytes, this.durations, this.targetUp].map((f) => f.export());
   }
 }

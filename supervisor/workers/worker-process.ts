@@ -51,6 +51,8 @@ export interface WorkerOptions {
   accessLog: boolean;
   /** --max-connections, per worker; null: no limit. */
   maxConnections: number | null;
+  /** --overload-lag; null: no shedding. */
+  overloadLagMs: number | null;
   /** The shared counters' memfd, this worker's row and its apps' slots (MaxConnections); null: none. */
   counters: { fd: number; row: number; slots: Record<string, number> } | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
@@ -174,6 +176,7 @@ export class WorkerProcess {
       listeners: opts.listeners.map((l) => l.spec),
       credentials: opts.credentials,
       maxConnections: opts.maxConnections,
+      overloadLagMs: opts.overloadLagMs,
       counters: opts.counters ? { row: opts.counters.row, slots: opts.counters.slots } : null,
       targetStates: this.ofMyPlan(opts.targetStates),
     });
