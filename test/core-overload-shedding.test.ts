@@ -9,7 +9,7 @@ import { clientLoops, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, reloadVia, sighup, status } from "./helpers/reload.js";
 import { parseMetrics, sampleValue } from "./helpers/prom.js";
 
-test("a worker whose loop lags stops accepting; the other takes the new connections; 0 failed", async (t) => {
+test("a worker whose loop lags stops accepting while it lags; the other takes the new connections; 0 failed", async (t) => {
   const target = await startTarget("echo");
   const ports = await freePorts(1);
   const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-overload-"), "fault");
@@ -33,13 +33,25 @@ test("a worker whose loop lags stops accepting; the other takes the new connecti
   };
   const before = await acceptedBy();
   let done = 0;
+  // Well inside the 5 s the fault lasts.
   const result = await clientLoops(ports, 8, () => ++done > 400, 30_000);
   const after = await acceptedBy();
   t.log(`accepted per worker before ${before.join("/")}, after ${after.join("/")}; ${JSON.stringify(result)}`);
   t.is(result.failed, 0, JSON.stringify(result.errors));
   t.true(after[0]! - before[0]! >= 390, "worker 0 did not take the load");
   t.true(after[1]! - before[1]! <= 5, `the lagging worker accepted ${after[1]! - before[1]!}`);
-  t.is(sup.logs.filter((l) => l.event === "overload_shedding" && l.worker === 1 && l.generation === 2).length, 1, "one line per episode");
   const metrics = parseMetrics((await sup.admin("/metrics")).body);
   t.true((sampleValue(metrics, "switchyard_overload_episodes_total") ?? 0) >= 1);
+
+  // The fault ends: the worker catches up and accepts again, on the sockets it kept.
+  const recovered = await sup.waitFor((l) => l.event === "overload_recovered" && l.worker === 1, 10_000, r.begun);
+  t.true((recovered.duration_ms as number) > 0);
+  t.is(sup.logs.filter((l) => l.event === "overload_shedding" && l.worker === 1 && l.generation === 2).length, 1, "one line per episode");
+  const resumed = await acceptedBy();
+  done = 0;
+  const later = await clientLoops(ports, 8, () => ++done > 400, 30_000);
+  const end = await acceptedBy();
+  t.log(`after recovery ${resumed.join("/")} -> ${end.join("/")}`);
+  t.is(later.failed, 0, JSON.stringify(later.errors));
+  t.true(end[1]! - resumed[1]! > 0, "the recovered worker never accepted again");
 });

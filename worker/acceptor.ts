@@ -64,7 +64,10 @@ function lackingFds(n: number): string | undefined {
  * supervisor's copy keeps the socket, and its queue, alive.
  */
 export class Acceptor {
-  private readonly servers: net.Server[] = [];
+  /** The servers accepting now, with the socket and the fd each listens on. */
+  private readonly servers: { server: net.Server; l: ReceivedListener; fd: number }[] = [];
+  /** While paused: a copy of each socket's fd, to listen on again. */
+  private readonly paused = new Map<ReceivedListener, number>();
   private readonly open = new Set<ProxiedConnection>();
   private readonly router: Router;
   private readonly runtimes = new Map<string, AppRuntime>();
@@ -74,7 +77,7 @@ export class Acceptor {
   private readonly fdLimit = fdLimit();
   /** Fds open once listening, before any connection: the base of the headroom estimate. */
   private fdBase = 0;
-  /** stopAccepting() ran: the handed-over fds are closed, accepting cannot resume. */
+  /** stopAccepting() ran: accepting cannot resume. */
   private stopped = false;
   /** Connections counted in the shared table, by slot: released as they finish. */
   private readonly counted = new Map<ProxiedConnection, number>();
@@ -130,27 +133,15 @@ export class Acceptor {
   }
 
   async start(): Promise<void> {
-    await this.listenAll();
+    await Promise.all(this.listeners.map((l) => this.listen(l, l.fd)));
     this.fdBase = fdsOpen();
   }
 
-  private listenAll(): Promise<void> {
-    return Promise.all(this.listeners.map((l) => this.listen(l))).then(() => undefined);
-  }
-
-  /**
-   * Each server accepts on a copy of the handed-over fd, which its close()
-   * closes: the original stays, so accepting can pause (overload) and resume.
-   */
-  private listen(l: ReceivedListener): Promise<void> {
+  private listen(l: ReceivedListener, fd: number): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(l, socket));
-    this.servers.push(server);
-    const fd = dupFd(l.fd);
+    this.servers.push({ server, l, fd });
     return new Promise((resolve, reject) => {
-      server.once("error", (err) => {
-        closeFd(fd);
-        reject(err);
-      });
+      server.once("error", reject);
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
       // Passed as an argument: with an fd, Node ignores `backlog` in the options (511).
       server.listen({ fd }, LISTEN_BACKLOG, () => {
@@ -214,28 +205,34 @@ export class Acceptor {
     this.failing.lastAt = Date.now();
   }
 
-  /** Stops accepting; open connections go on. */
+  /** Stops accepting for good; open connections go on. Closes this worker's copies of the sockets only. */
   stopAccepting(): void {
-    if (this.stopped) return;
-    this.pauseAccepting();
-    // For good: this worker's copies of the sockets go too (a reload may re-add a port only once every old worker let go).
-    for (const l of this.listeners) closeFd(l.fd);
     this.stopped = true;
+    // close() stops accepting at once; its callback would wait for the connections too.
+    for (const { server } of this.servers.splice(0)) server.close();
+    for (const fd of this.paused.values()) closeFd(fd);
+    this.paused.clear();
   }
 
-  /** Stops accepting for now (overload): the kernel queue and the other workers take new connections. */
+  /**
+   * Stops accepting for now (overload): the kernel's queue and the other workers
+   * take new connections. A server's close() closes its fd, so a copy is kept
+   * first to listen on again: one fd per socket either way.
+   */
   pauseAccepting(): void {
-    // close() stops accepting at once; its callback would wait for the connections too.
-    for (const s of this.servers.splice(0)) s.close();
+    for (const { server, l, fd } of this.servers.splice(0)) {
+      this.paused.set(l, dupFd(fd));
+      server.close();
+    }
   }
 
   /** Accepts again after pauseAccepting(). */
   async resumeAccepting(): Promise<void> {
-    if (this.stopped || this.servers.length > 0) return;
-    // The copies are made at once, before anything else can run; a drain that comes while
-    // listen() completes finds the servers and closes them, or they are closed here.
-    await this.listenAll();
-    if (this.stopped) this.pauseAccepting();
+    if (this.stopped || this.paused.size === 0) return;
+    const copies = [...this.paused];
+    this.paused.clear();
+    await Promise.all(copies.map(([l, fd]) => this.listen(l, fd)));
+    // A drain while listen() completed found these servers and closed them; nothing left to do.
   }
 
   get accepting(): boolean {
