@@ -57,6 +57,7 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
         }
       : null,
     maxConnections: app.MaxConnections ?? null,
+    maxConnectionsPerClient: app.MaxConnectionsPerClient ?? null,
   };
 }
 

@@ -53,6 +53,8 @@ export interface AppPlan {
   healthCheck: HealthCheckPlan | null;
   /** Open connections of the app across every worker at most; null: no limit. */
   maxConnections: number | null;
+  /** Open connections of the app from one client address, across every worker, at most; null: no limit. */
+  maxConnectionsPerClient: number | null;
 }
 
 export interface Plan {

@@ -77,6 +77,16 @@ const milliseconds = (max: number) => {
 /** An integer count in 1..max, for Rise and Fall. */
 /** MaxConnections: far above what one machine carries, so only a typo is refused. */
 export const MAX_APP_CONNECTIONS = 10_000_000;
+/** MaxConnectionsPerClient: the shared table counts a client's connections in 16 bits (native/counters.c). */
+export const MAX_CLIENT_CONNECTIONS = 65_535;
+
+/** An integer number of connections in 1..max, for the limit keys. */
+const connections = (max: number) =>
+  z
+    .number({ error: requiredAs("a number of connections") })
+    .int({ error: "must be an integer number of connections" })
+    .min(1, { error: `must be 1-${max}` })
+    .max(max, { error: `must be 1-${max}` });
 
 const checkCount = (max: number) => {
   const range = `must be 1-${max}`;
@@ -124,12 +134,8 @@ export const AppSchema = z.strictObject(
       .enum(BALANCERS, { error: `must be one of: ${BALANCERS.map((b) => JSON.stringify(b)).join(", ")}` })
       .optional(),
     HealthCheck: HealthCheckSchema.optional(),
-    MaxConnections: z
-      .number({ error: requiredAs("a number of connections") })
-      .int({ error: "must be an integer number of connections" })
-      .min(1, { error: `must be 1-${MAX_APP_CONNECTIONS}` })
-      .max(MAX_APP_CONNECTIONS, { error: `must be 1-${MAX_APP_CONNECTIONS}` })
-      .optional(),
+    MaxConnections: connections(MAX_APP_CONNECTIONS).optional(),
+    MaxConnectionsPerClient: connections(MAX_CLIENT_CONNECTIONS).optional(),
   },
   { error: "must be an object with Name, Ports and Targets" },
 );

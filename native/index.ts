@@ -59,6 +59,8 @@ interface Binding {
   counterRelease(table: object, slot: number, row: number): void;
   counterRead(table: object, slot: number): number;
   counterSettle(table: object, row: number): void;
+  clientAcquire(table: object, key: number, row: number, limit: number): number;
+  clientRelease(table: object, bucket: number, row: number): void;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -131,6 +133,11 @@ export function isReset(fd: number): boolean {
 /** App slots and worker rows of the shared connection counters (native/counters.c). */
 export const COUNTER_SLOTS = 4096;
 export const COUNTER_ROWS = 1024;
+/** What CounterTable.acquireClient answers instead of a bucket. */
+export const CLIENT_AT_LIMIT = -1;
+export const CLIENT_TABLE_FULL = -2;
+/** MaxConnectionsPerClient's ceiling: a bucket's count is 16 bits. */
+export const MAX_CLIENT_CONNECTIONS = 65535;
 
 /**
  * Open connections per app, shared by the supervisor and every worker through
@@ -164,6 +171,19 @@ export class CounterTable {
   /** Takes an exited worker's counts out of the totals and clears its row. */
   settle(row: number): void {
     binding.counterSettle(this.table, row);
+  }
+
+  /**
+   * Counts one connection of the client `key` (48 bits, non-zero: app and
+   * address hashed) for `row` if it has fewer than `limit` (at most 65535) open:
+   * the bucket to release later; CLIENT_AT_LIMIT; or CLIENT_TABLE_FULL (nothing counted).
+   */
+  acquireClient(key: number, row: number, limit: number): number {
+    return binding.clientAcquire(this.table, key, row, limit);
+  }
+
+  releaseClient(bucket: number, row: number): void {
+    binding.clientRelease(this.table, bucket, row);
   }
 }
 

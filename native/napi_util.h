@@ -27,6 +27,8 @@ napi_status switchyard_init_counters(napi_env env, napi_value exports);
 /* The shared connection counters' size (counters.c): app slots (MAX_APPS in config/limits.ts) and worker rows. */
 #define SY_COUNTER_SLOTS 4096
 #define SY_COUNTER_ROWS 1024
+/* Buckets of the per-client connection counts (MaxConnectionsPerClient). */
+#define SY_CLIENT_BUCKETS 65536
 
 /* Throws for a failed N-API call unless an exception is already pending. */
 static inline bool sy_napi_ok(napi_env env, napi_status status, const char *call) {

@@ -83,6 +83,7 @@ const invalid: Record<string, [string, RegExp]> = {
   "idle-timeout-out-of-range.json": ["Apps[0].IdleTimeoutMs", /^must be 1-604800000$/],
   "max-connections-zero.json": ["Apps[0].MaxConnections", /^must be 1-10000000$/],
   "max-connections-not-integer.json": ["Apps[0].MaxConnections", /^must be an integer number of connections$/],
+  "max-connections-per-client-out-of-range.json": ["Apps[0].MaxConnectionsPerClient", /^must be 1-65535$/],
   "idle-timeout-not-integer.json": ["Apps[0].IdleTimeoutMs", /must be an integer/],
   "balance-unknown.json": ["Apps[0].Balance", /^must be one of: "round-robin", "random", "least-connections", "power-of-two", "source-hash"$/],
   "health-check-not-object.json": ["Apps[0].HealthCheck", /^must be an object such as \{"IntervalMs": 2000, "TimeoutMs": 1000, "Rise": 2, "Fall": 3\}$/],
@@ -142,7 +143,7 @@ test("the example from the DESIGN interface prints as `Apps[1].Ports[2]: must be
   t.deepEqual(err.problems.map(formatProblem), ["Apps[1].Ports[2]: must be 1-65535"]);
 });
 
-const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null, healthCheck: null, maxConnections: null };
+const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null, healthCheck: null, maxConnections: null, maxConnectionsPerClient: null };
 const target = (label: string, host: string, port: number, weight = 1) => ({ label, host, port, weight });
 const app = (index: number, name: string, over: Partial<AppPlan>): AppPlan => ({
   name,

@@ -23,6 +23,7 @@ function plan(apps: Record<string, string[]>, healthCheck: HealthCheckPlan | nul
       idleTimeoutMs: null,
       healthCheck,
       maxConnections: null,
+      maxConnectionsPerClient: null,
     })),
   };
 }

@@ -14,6 +14,7 @@ import {
   pendingBytes,
   isReset,
   CounterTable,
+  CLIENT_AT_LIMIT,
   COUNTER_SLOTS,
   COUNTER_ROWS,
   recvFds,
@@ -365,4 +366,25 @@ test("CounterTable: acquire up to the limit across rows, release, settle an exit
   t.throws(() => a.acquire(COUNTER_SLOTS, 0, 1), { instanceOf: RangeError, message: /slot/ });
   t.throws(() => a.acquire(0, COUNTER_ROWS, 1), { instanceOf: RangeError, message: /row/ });
   throwsSyscall(t, () => new CounterTable(1_000_000), "EBADF", "mmap");
+});
+
+test("CounterTable per client: a client's count stops at its limit, clients apart, a bucket freed at 0, a row settled", (t) => {
+  const fd = CounterTable.create();
+  t.teardown(() => closeFd(fd));
+  const a = new CounterTable(fd);
+  const b = new CounterTable(fd);
+  const first = a.acquireClient(12345, 0, 2);
+  t.true(first >= 0);
+  t.is(b.acquireClient(12345, 1, 2), first, "the same client, another worker: the same bucket");
+  t.is(a.acquireClient(12345, 0, 2), CLIENT_AT_LIMIT);
+  const other = a.acquireClient(12345 + 65536, 0, 2);
+  t.true(other >= 0 && other !== first, "a client with the same home bucket gets the next one");
+  a.releaseClient(first, 0);
+  t.true(a.acquireClient(12345, 0, 2) >= 0, "room again after a release");
+  // Row 1 "exits" holding one of the client's two: settled, the client has room again.
+  a.settle(1);
+  t.is(a.acquireClient(12345, 0, 2), first);
+  t.is(a.acquireClient(12345, 0, 2), CLIENT_AT_LIMIT);
+  t.throws(() => a.acquireClient(0, 0, 1), { instanceOf: RangeError, message: /key/ });
+  t.throws(() => a.acquireClient(1, 0, 65536), { instanceOf: RangeError, message: /limit/ });
 });

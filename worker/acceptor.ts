@@ -7,9 +7,10 @@ import { Router } from "./router.js";
 import { balancerFor, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
-import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
+import { ProxiedConnection, unmapIPv4, type AppRuntime, type ProxyHooks } from "./proxy.js";
 import { countAcceptError } from "./metrics.js";
-import { closeFd, dupFd, type CounterTable } from "../native/index.js";
+import { CLIENT_AT_LIMIT, CLIENT_TABLE_FULL, closeFd, dupFd, type CounterTable } from "../native/index.js";
+import { clientKey } from "./client-key.js";
 
 const LISTEN_BACKLOG = 4096;
 
@@ -81,6 +82,9 @@ export class Acceptor {
   private stopped = false;
   /** Connections counted in the shared table, by slot: released as they finish. */
   private readonly counted = new Map<ProxiedConnection, number>();
+  /** Connections counted per client in the shared table, by bucket. */
+  private readonly clientCounted = new Map<ProxiedConnection, number>();
+  private clientTableFull = false;
   /** Whether the last connection accepted found the worker at --max-connections. */
   private atLimit = false;
   /** The current episode of refused connections, if any. */
@@ -117,6 +121,11 @@ export class Acceptor {
         if (slot !== undefined) {
           this.counted.delete(conn);
           this.counters!.table.release(slot, this.counters!.row);
+        }
+        const bucket = this.clientCounted.get(conn);
+        if (bucket !== undefined) {
+          this.clientCounted.delete(conn);
+          this.counters!.table.releaseClient(bucket, this.counters!.row);
         }
         hooks.onFinished(record, conn);
         if (this.open.size === 0) this.notifyIdle();
@@ -182,7 +191,25 @@ export class Acceptor {
     this.open.add(conn);
     if (full) return conn.refuse("worker_limit");
     if (app?.maxConnections != null && !this.countIn(conn, app.name, app.maxConnections)) return conn.refuse("app_limit");
+    if (app?.maxConnectionsPerClient != null && !this.countClient(conn, app.name, app.maxConnectionsPerClient, socket)) return conn.refuse("client_limit");
     conn.start();
+  }
+
+  /** Counts `conn` for its client address over all workers; false when that client is at `limit`. */
+  private countClient(conn: ProxiedConnection, app: string, limit: number, socket: net.Socket): boolean {
+    const slot = this.counters?.slots[app];
+    const address = unmapIPv4(socket.remoteAddress);
+    if (slot === undefined || address === undefined) return true;
+    const bucket = this.counters!.table.acquireClient(clientKey(slot, address), this.counters!.row, limit);
+    if (bucket === CLIENT_AT_LIMIT) return false;
+    if (bucket === CLIENT_TABLE_FULL) {
+      // Let through rather than refuse a client for others' sake; said once.
+      if (!this.clientTableFull) this.log.warn({ event: "client_table_full", app });
+      this.clientTableFull = true;
+      return true;
+    }
+    this.clientCounted.set(conn, bucket);
+    return true;
   }
 
   /** Counts `conn` into its app's total over all workers; false when the app is at `limit`. */

@@ -15,6 +15,7 @@ export type EndReason =
   | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
   | "worker_limit" // the worker already carried --max-connections
   | "app_limit" // the app already had its MaxConnections open, over all workers
+  | "client_limit" // this client address already had the app's MaxConnectionsPerClient open
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -201,7 +202,7 @@ export class ProxiedConnection {
   }
 
   /** Closed at once, never carried: the worker or the app is at its limit. */
-  refuse(reason: "worker_limit" | "app_limit"): void {
+  refuse(reason: "worker_limit" | "app_limit" | "client_limit"): void {
     this.fail(reason);
   }
 

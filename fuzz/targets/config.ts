@@ -64,6 +64,7 @@ const app = fc.record(
       fc.jsonValue({ maxDepth: 1 }),
     ),
     MaxConnections: fc.oneof(fc.integer({ min: -1, max: 20_000_000 }), fc.double(), fc.jsonValue({ maxDepth: 0 })),
+    MaxConnectionsPerClient: fc.oneof(fc.integer({ min: -1, max: 70_000 }), fc.double(), fc.jsonValue({ maxDepth: 0 })),
     ports: fc.jsonValue({ maxDepth: 1 }),
     ["__proto__"]: fc.jsonValue({ maxDepth: 1 }),
   },

@@ -5,7 +5,7 @@ import { COUNTER_ROWS, COUNTER_SLOTS, CounterTable } from "../../native/index.js
 export interface WorkerCounters {
   /** Its row in the table: its own share, settled when it exits. */
   row: number;
-  /** App name → slot, for the apps of its plan that set MaxConnections. */
+  /** App name → slot, for the apps of its plan that set MaxConnections or MaxConnectionsPerClient. */
   slots: Record<string, number>;
 }
 
@@ -28,7 +28,7 @@ export class ConnectionCounters {
     if (row === undefined) return undefined;
     const slots: Record<string, number> = {};
     for (const app of plan.apps) {
-      if (app.maxConnections === null) continue;
+      if (app.maxConnections === null && app.maxConnectionsPerClient === null) continue;
       const slot = this.slotOf(app.name, livePlans);
       if (slot !== undefined) slots[app.name] = slot;
     }
