@@ -9,6 +9,7 @@ import { Channel } from "../../common/channel.js";
 import { closeFd, socketInode, socketPair } from "../../native/index.js";
 import { sendListeners } from "./handoff.js";
 import { HealthProbe } from "./health-probe.js";
+import { LIVENESS_INTERVAL_MS, Liveness } from "./liveness.js";
 
 /** The worker's fd of its access-log pipe (stdio index in spawn). */
 const ACCESS_LOG_FD = 5;
@@ -23,17 +24,6 @@ const workerMain = fileURLToPath(new URL("../../worker/main.js", import.meta.url
  */
 const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
 
-/**
- * A serving worker is health-checked every LIVENESS_INTERVAL_MS; one that
- * has not answered LIVENESS_MISSES checks in a row (stopped, hung in a loop,
- * swapped out: about 10 s without a turn of its event loop) is killed and,
- * like a crashed one, replaced: its clients are stalled anyway, and the
- * kernel queue is served by the others meanwhile. Generous, so that a worker
- * merely slowed by an overloaded machine is not killed and its load piled on
- * the others.
- */
-const LIVENESS_INTERVAL_MS = 2000;
-const LIVENESS_MISSES = 5;
 
 /** How long a worker told to close its connections now may take to report and exit. */
 const CLOSE_NOW_GRACE_MS = 2000;
@@ -91,13 +81,16 @@ export class WorkerProcess {
   private readonly checkedApps: ReadonlySet<string>;
   private handoffSock: number | undefined;
   /** What this worker was asked and has answered, to tell an answer from an out-of-order message. */
-  private readonly protocol = { started: false, serveSent: false, served: false, drainingSeen: false, drained: false, healthSeq: 0, metricsSeq: 0 };
+  private readonly protocol = { started: false, serveSent: false, served: false, drained: false, healthSeq: 0, metricsSeq: 0 };
   private killTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
-  private livenessTimer: NodeJS.Timeout | undefined;
   private readonly health = new HealthProbe((seq) => {
     this.protocol.healthSeq = seq;
     return this.send({ type: "health-check", seq });
+  });
+  private readonly liveness = new Liveness(this.health, (missedChecks) => {
+    this.opts.log.error({ event: "worker_unresponsive", generation: this.generation, worker: this.index, pid: this.pid, missed_checks: missedChecks, interval_ms: LIVENESS_INTERVAL_MS });
+    this.kill("SIGKILL");
   });
   private markStartedAccepting!: () => void;
   /** Resolves once the worker accepts on its listeners (acknowledged "serve") or has exited. */
@@ -217,8 +210,7 @@ export class WorkerProcess {
     // A worker may drain unasked: a TERM sent to the whole cgroup, its channel closing.
     // It stops answering "serving", which liveness must not take for a hang.
     draining: () => {
-      this.protocol.drainingSeen = true;
-      clearTimeout(this.livenessTimer);
+      this.liveness.stop();
       this.markStoppedAccepting();
     },
     drained: (msg) => {
@@ -262,7 +254,7 @@ export class WorkerProcess {
       if (answer === "serving") {
         clearTimeout(this.startTimer);
         this.state = "serving";
-        this.watchLiveness();
+        this.liveness.start();
         this.events.onReady(this);
         return;
       }
@@ -270,23 +262,6 @@ export class WorkerProcess {
       delay = Math.min(delay * 2, 200);
     }
     // The start timer reports the failure.
-  }
-
-  private watchLiveness(): void {
-    let misses = 0;
-    const probe = async (): Promise<void> => {
-      // Any answer is a turn of the worker's event loop: only silence counts as a miss.
-      const answered = (await this.health.check(LIVENESS_INTERVAL_MS)) !== "no-answer";
-      if (this.state !== "serving" || this.protocol.drainingSeen) return;
-      misses = answered ? 0 : misses + 1;
-      if (misses < LIVENESS_MISSES) {
-        this.livenessTimer = setTimeout(() => void probe(), answered ? LIVENESS_INTERVAL_MS : 0);
-        return;
-      }
-      this.opts.log.error({ event: "worker_unresponsive", generation: this.generation, worker: this.index, pid: this.pid, missed_checks: misses, interval_ms: LIVENESS_INTERVAL_MS });
-      this.kill("SIGKILL");
-    };
-    this.livenessTimer = setTimeout(() => void probe(), LIVENESS_INTERVAL_MS);
   }
 
   private failStart(err: SwitchyardError): void {
@@ -299,6 +274,7 @@ export class WorkerProcess {
   abandon(): void {
     if (this.state === "exited" || this.state === "draining") return;
     clearTimeout(this.startTimer);
+    this.liveness.stop();
     this.state = "draining";
     this.kill("SIGKILL");
   }
@@ -313,7 +289,7 @@ export class WorkerProcess {
   drain(): void {
     if (this.state === "exited" || this.state === "draining") return;
     clearTimeout(this.startTimer);
-    clearTimeout(this.livenessTimer);
+    this.liveness.stop();
     this.state = "draining";
     this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs });
     // The worker exits by the drain deadline itself; this is for one that cannot.
@@ -380,7 +356,7 @@ export class WorkerProcess {
     const wasStarting = this.state === "starting";
     this.exited = true;
     this.state = "exited";
-    clearTimeout(this.livenessTimer);
+    this.liveness.stop();
     this.markStartedAccepting();
     this.markStoppedAccepting();
     clearTimeout(this.startTimer);
