@@ -17,6 +17,7 @@ import { SHARE, steadyMetrics, steadyRound } from "./measure/steady.js";
 import { latencyMetrics, reloadLatency } from "./measure/reload-latency.js";
 import { explainReloadSection, reloadUnderLoad } from "./measure/reload-load.js";
 import { scaleRound } from "./measure/scale.js";
+import { explainSaturation, saturationRound } from "./measure/saturation.js";
 
 const argv = process.argv.slice(2);
 if (!inBenchNetns()) process.exit(await reexecInNetns(fileURLToPath(import.meta.url), argv));
@@ -89,6 +90,15 @@ async function measure(): Promise<void> {
           say(`reloads every ${interval} ms under load, round ${r + 1}/${o.rounds}: ${name}`);
           await withParty(name, (p) => reloadUnderLoad(rec, p, interval, o.reloadLoadSeconds), () => undefined);
         }
+      }
+    }
+  }
+  if (wants(o, "saturation")) {
+    explainSaturation(rec);
+    for (const r of rounds) {
+      for (const name of PROXIES) {
+        say(`past saturation, round ${r + 1}/${o.rounds}: ${name}`);
+        await saturationRound(rec, o, name, spec);
       }
     }
   }

@@ -42,6 +42,8 @@ export interface PartySpec {
   maxconn: number;
   /** Ports of the scale app (0: none). */
   scalePorts: number;
+  /** switchyard's --max-connections (per worker); absent: none. */
+  maxConnectionsPerWorker?: number;
 }
 
 /** Thrown by start() when a party cannot run here; the report shows the reason. */

@@ -57,6 +57,7 @@ export class Switchyard implements Party {
     writeAtomically(this.configPath, JSON.stringify(switchyardConfig(this.spec, 0)));
     const began = (this.spawnedAt = performance.now());
     const args = [cli, "run", "--config", this.configPath, "--workers", String(this.spec.workers), "--steering", this.mode, "--runtime-dir", path.join(this.dir, "run"), "--admin", `127.0.0.1:${ADMIN_PORT}`, "--access-log", "off", "--drain-timeout", "10", "--start-timeout", "60"];
+    if (this.spec.maxConnectionsPerWorker !== undefined) args.push("--max-connections", String(this.spec.maxConnectionsPerWorker));
     const proc = start(this.name, process.execPath, args, { maxFiles: true });
     this.proc = proc;
     proc.onLine((l) => {
