@@ -41,6 +41,8 @@ for d in cli common config native supervisor worker; do cp -R "$src/dist/$d" "$s
 cp "$src/native/build/Release/switchyard.node" "$stage/native/build/Release/"
 cp "$src/native/build/steering.bpf.o" "$stage/native/build/"
 cp -R "$src/config/examples" "$stage/config/"
+# The Grafana dashboard and the Prometheus alerting rules, for the operator to import.
+cp -R "$src/ops" "$stage/"
 # Production dependencies only, as npm resolved them (no network needed).
 (cd "$src" && npm ls --omit=dev --all --parseable) | while read -r dir; do
   rel=${dir#"$src"/}
