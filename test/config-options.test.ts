@@ -1,0 +1,93 @@
+// Config loading, the optional keys added to the Fly.io format: Balance,
+// HealthCheck and target weights; each value accepted or refused at its path.
+import test from "ava";
+import type { ExecutionContext } from "ava";
+import { ConfigError, formatProblem } from "../common/errors.js";
+import { parseConfigText, planFromConfig } from "../config/load.js";
+
+function throwsSync(t: ExecutionContext, fn: () => unknown): ConfigError {
+  const err = t.throws(fn, { instanceOf: ConfigError });
+  if (err === undefined) throw new Error("no ConfigError thrown");
+  return err as ConfigError;
+}
+
+const target = (label: string, host: string, port: number, weight = 1) => ({ label, host, port, weight });
+
+test("Balance: every strategy is accepted by name, and round-robin is the default", (t) => {
+  for (const balance of ["round-robin", "random", "least-connections", "power-of-two", "source-hash"] as const) {
+    const plan = planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], Balance: balance }] });
+    t.is(plan.apps[0]?.balance, balance);
+  }
+  t.is(planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"] }] }).apps[0]?.balance, "round-robin");
+});
+
+test("HealthCheck: none by default, every field defaulted on its own, explicit values kept", (t) => {
+  const hc = (healthCheck?: Record<string, number>) =>
+    planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], ...(healthCheck ? { HealthCheck: healthCheck } : {}) }] }).apps[0]?.healthCheck;
+  t.is(hc(), null);
+  t.deepEqual(hc({}), { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 });
+  t.deepEqual(hc({ Fall: 1 }), { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 1 });
+  t.deepEqual(hc({ IntervalMs: 100, TimeoutMs: 60000, Rise: 100, Fall: 100 }), { intervalMs: 100, timeoutMs: 60000, rise: 100, fall: 100 });
+});
+
+test("HealthCheck: every bad field refused at its own path, all in one go", (t) => {
+  const err = throwsSync(t, () =>
+    planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["x:1"], HealthCheck: { IntervalMs: 3600001, TimeoutMs: 1.5, Rise: 0, Fall: "3", Port: 80 } as never }] }),
+  );
+  t.deepEqual(err.problems.map(formatProblem).sort(), [
+    "Apps[0].HealthCheck.Fall: must be a number of checks",
+    "Apps[0].HealthCheck.IntervalMs: must be 100-3600000",
+    "Apps[0].HealthCheck.Port: unknown key; allowed here: IntervalMs, TimeoutMs, Rise, Fall",
+    "Apps[0].HealthCheck.Rise: must be 1-100",
+    "Apps[0].HealthCheck.TimeoutMs: must be an integer number of milliseconds",
+  ]);
+});
+
+test('target weights: "host:port weight=N" gives the weight; the label stays "host:port"', (t) => {
+  const plan = parseConfigText(JSON.stringify({
+    Apps: [{ Name: "w", Ports: [1], Targets: ["10.0.0.1:80 weight=3", "[::1]:80 weight=256", "db.internal:5432", "my_db:1  weight=1", "h:2\tweight=007"] }],
+  }));
+  t.deepEqual(plan.apps[0]?.targets, [
+    target("10.0.0.1:80", "10.0.0.1", 80, 3),
+    target("[::1]:80", "::1", 80, 256),
+    target("db.internal:5432", "db.internal", 5432, 1),
+    target("my_db:1", "my_db", 1, 1),
+    target("h:2", "h", 2, 7),
+  ]);
+});
+
+test("target weights: every bad form refused at its path, all in one go", (t) => {
+  const bad = [
+    "x:1 weight=0",
+    "x:1 weight=257",
+    "x:1 weight=1.5",
+    "x:1 weight=-1",
+    "x:1 weight=",
+    "x:1 weight",
+    "x:1 weight=2 weight=3",
+    "x:1 backup",
+    "x:1 Weight=2",
+    "x:1 ",
+    " x:1",
+    "x weight=2",
+    "x:1weight=2",
+  ];
+  const err = throwsSync(t, () => planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: ["ok:1", ...bad] }] }));
+  t.deepEqual(err.problems.map(formatProblem), [
+    'Apps[0].Targets[1]: target "x:1 weight=0": weight must be an integer 1-256, not "0"',
+    'Apps[0].Targets[2]: target "x:1 weight=257": weight must be an integer 1-256, not "257"',
+    'Apps[0].Targets[3]: target "x:1 weight=1.5": weight must be an integer 1-256, not "1.5"',
+    'Apps[0].Targets[4]: target "x:1 weight=-1": weight must be an integer 1-256, not "-1"',
+    'Apps[0].Targets[5]: target "x:1 weight=": weight needs a value, e.g. weight=3',
+    'Apps[0].Targets[6]: target "x:1 weight": weight needs a value, e.g. weight=3',
+    'Apps[0].Targets[7]: target "x:1 weight=2 weight=3": weight is given twice',
+    'Apps[0].Targets[8]: target "x:1 backup": unknown option "backup"; the only option is weight=N (N 1-256)',
+    'Apps[0].Targets[9]: target "x:1 Weight=2": unknown option "Weight=2"; the only option is weight=N (N 1-256)',
+    'Apps[0].Targets[10]: target "x:1 ": leading or trailing white space',
+    'Apps[0].Targets[11]: target " x:1": leading or trailing white space',
+    'Apps[0].Targets[12]: target "x weight=2": missing port; write "host:port"',
+    'Apps[0].Targets[13]: target "x:1weight=2": port must be 1-65535',
+  ]);
+  const notString = throwsSync(t, () => planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: [3 as unknown as string] }] }));
+  t.deepEqual(notString.problems.map(formatProblem), ['Apps[0].Targets[0]: must be a "host:port" string, optionally followed by " weight=N" (N 1-256)']);
+});
