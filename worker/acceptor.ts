@@ -272,6 +272,23 @@ export class Acceptor {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * Closes the connections accepted more than `boundMs` ago that still wait
+   * for a target (overload): served this late, they would only add to the
+   * latency of the rest. Returns how many.
+   */
+  shedWaiting(boundMs: number): number {
+    const before = Date.now() - boundMs;
+    let shed = 0;
+    for (const c of this.open) {
+      if (c.dialling && c.startedAt <= before) {
+        c.shed();
+        shed += 1;
+      }
+    }
+    return shed;
+  }
+
   /** Cuts every open connection (drain deadline). */
   closeAll(): void {
     for (const c of [...this.open]) c.shutdown();

@@ -24,13 +24,16 @@ export interface ConnectFailure {
   code?: string;
 }
 
+/** Gives up a dial in progress: its socket closed, its callback never called. */
+export type AbortDial = () => void;
+
 /**
  * Connects to one target and calls back once, with the socket or a ConnectFailure.
  * Callbacks rather than promises: this runs for every proxied connection, and
  * the promise chain (plus its microtask hops) was a measurable share of a
  * worker's CPU under connection-per-request load.
  */
-export function connectTarget(target: Target, timeoutMs: number, lookup: net.LookupFunction, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): void {
+export function connectTarget(target: Target, timeoutMs: number, lookup: net.LookupFunction, done: (f: ConnectFailure | undefined, socket: net.Socket) => void): AbortDial {
   // `lookup` is used only for names: Node connects to an IP literal directly.
   const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true, lookup });
   const onTimeout = (): void => {
@@ -54,9 +57,20 @@ export function connectTarget(target: Target, timeoutMs: number, lookup: net.Loo
   };
   socket.once("connect", onConnect);
   socket.once("error", onError);
+  return () => {
+    clearTimeout(timer);
+    socket.removeListener("connect", onConnect);
+    socket.removeListener("error", onError);
+    socket.destroy();
+  };
 }
 
-/** Tries the targets in order until one accepts; calls back with undefined if none does or once cancelled. */
+/**
+ * Tries the targets in order until one accepts; calls back with undefined if
+ * none does or once cancelled. The AbortDial returned gives up the attempt in
+ * progress at once (its fd freed, not held until ConnectTimeoutMs) and calls
+ * back with undefined.
+ */
 export function connectFirst(
   targets: readonly Target[],
   timeoutMs: number,
@@ -64,12 +78,15 @@ export function connectFirst(
   onFailure: (f: ConnectFailure) => void,
   isCancelled: () => boolean,
   done: (connected: { socket: net.Socket; target: Target } | undefined) => void,
-): void {
+): AbortDial {
   let i = 0;
+  let abortAttempt: AbortDial | undefined;
   const next = (): void => {
+    abortAttempt = undefined;
     const target = targets[i++];
     if (target === undefined || isCancelled()) return done(undefined);
-    connectTarget(target, timeoutMs, lookup, (f, socket) => {
+    abortAttempt = connectTarget(target, timeoutMs, lookup, (f, socket) => {
+      abortAttempt = undefined;
       if (f) {
         onFailure(f);
         return next();
@@ -82,4 +99,10 @@ export function connectFirst(
     });
   };
   next();
+  return () => {
+    if (abortAttempt === undefined) return;
+    abortAttempt();
+    abortAttempt = undefined;
+    done(undefined);
+  };
 }

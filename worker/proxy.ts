@@ -2,7 +2,7 @@ import type net from "node:net";
 import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
-import { connectFirst, type ConnectFailure } from "./connect.js";
+import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
 import { isReset, pendingBytes } from "../native/index.js";
 import { socketFd } from "../common/socket-fd.js";
 
@@ -16,6 +16,7 @@ export type EndReason =
   | "worker_limit" // the worker already carried --max-connections
   | "app_limit" // the app already had its MaxConnections open, over all workers
   | "client_limit" // this client address already had the app's MaxConnectionsPerClient open
+  | "overload" // the worker was shedding load and could not connect it to a target in time
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -101,7 +102,9 @@ export class ProxiedConnection {
   private endReason: EndReason = "closed";
   /** The target this connection holds a place in `open` for, from connect to finish. */
   private target: Target | undefined;
-  private readonly startedAt = Date.now();
+  /** While a target is being dialled: gives the dial up. */
+  private abortDial: AbortDial | undefined;
+  readonly startedAt = Date.now();
   private readonly clientAddress: string | undefined;
   private readonly clientPort: number | undefined;
   private readonly localPort: number | undefined;
@@ -130,7 +133,7 @@ export class ProxiedConnection {
     // Until the target answers, the client's bytes wait in its socket buffer.
     this.client.pause();
     const client = balancer.usesClient ? (this.clientAddress ?? unmapIPv4(this.client.remoteAddress)) : undefined;
-    connectFirst(
+    this.abortDial = connectFirst(
       balancer.order(isUp, client),
       app.connectTimeoutMs,
       lookup,
@@ -140,6 +143,7 @@ export class ProxiedConnection {
       },
       () => this.finished || this.client.destroyed,
       (connected) => {
+        this.abortDial = undefined;
         if (!connected) return this.fail(this.finished || this.client.destroyed ? this.endReason : "no_target");
         this.attach(app, connected.socket, connected.target);
       },
@@ -211,10 +215,21 @@ export class ProxiedConnection {
     this.fail("shutdown");
   }
 
+  /** Whether it still waits for a target: accepted, not yet carried. */
+  get dialling(): boolean {
+    return this.abortDial !== undefined;
+  }
+
+  /** Closed before it is carried: the worker is shedding load (worker/overload-guard.ts). */
+  shed(): void {
+    this.fail("overload");
+  }
+
   private fail(reason: EndReason): void {
     if (this.finished) return;
     if (this.endReason === "closed") this.endReason = reason;
     this.client.destroy();
+    this.abortDial?.();
     this.upstream?.destroy();
     this.maybeFinish();
   }
@@ -233,6 +248,8 @@ export class ProxiedConnection {
       return;
     }
     this.finished = true;
+    // The client left while its target was dialled: the dial's fd is freed now, not at ConnectTimeoutMs.
+    this.abortDial?.();
     // Before the hooks: once the access log has the line, the count no longer holds this connection.
     if (this.target) this.runtime?.open.closed(this.target);
     this.hooks.onFinished(
