@@ -9,5 +9,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, switchyard_init_lock(env, exports));
   NAPI_CALL(env, switchyard_init_tcp(env, exports));
   NAPI_CALL(env, switchyard_init_counters(env, exports));
+  NAPI_CALL(env, switchyard_init_notify(env, exports));
   return exports;
 }

@@ -10,7 +10,9 @@
 
 /*
  * Registers on `exports`:
- *   steeringLoad(objPath) -> Steering object
+ *   steeringLoad(objPath, inherited?) -> Steering object; inherited =
+ *     {link?, sockets, ports, counters}: fds of another process's steering to
+ *     build on (its maps, and its link to swap the program in), see bpf.c
  *   sizeofSteerKey, sizeofSteerPortEntry, steerSocketsMax, steerPortsMax,
  *   steerCounterFields (numbers, for the facade's layout check)
  */

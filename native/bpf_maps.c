@@ -1,6 +1,6 @@
 /*
- * The Steering object's map edits (bpf.c owns its life): the sockmap of app
- * sockets, the port map, and the per-CPU counters. Layouts in steering.h.
+ * The Steering object's map edits and reads (bpf.c owns its life): the sockmap
+ * of app sockets, the port map, and the per-CPU counters. Layouts in steering.h.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +16,8 @@
 
 /* Counter slots fetched per BPF_MAP_LOOKUP_BATCH call. */
 #define COUNTER_CHUNK 256
+/* readPorts' first buffer, in entries; doubled as needed. */
+#define PORTS_CHUNK 1024
 
 static bool get_buffer(napi_env env, napi_value value, const char *name, size_t record, const uint8_t **data,
                        size_t *len) {
@@ -215,5 +217,69 @@ napi_value steering_read_counters(napi_env env, napi_callback_info info) {
   free(keys);
   free(values);
   NAPI_CALL(env, napi_create_typedarray(env, napi_biguint64_array, total, buffer, 0, &out));
+  return out;
+}
+
+/*
+ * readPorts(): every entry of the ports trie as a Buffer of struct
+ * steer_port_entry, in the trie's own order (for a process that took the maps
+ * over and needs to know what they hold).
+ *
+ * BPF_MAP_GET_NEXT_KEY, then a lookup of each key: a lookup with a stored
+ * key's own prefixlen finds that entry, not a longer one (the trie compares
+ * at most the key's prefixlen bits). Not a snapshot: an entry deleted between
+ * the two calls is skipped. If the key a step starts from was deleted
+ * meanwhile, the trie starts over from its first key, so a walk racing
+ * another writer could repeat entries or never end: it stops with EAGAIN
+ * after STEER_PORTS_MAX entries, more than the trie can hold.
+ */
+napi_value steering_read_ports(napi_env env, napi_callback_info info) {
+  napi_value out;
+  size_t count = 0, cap = 0;
+  struct steer_port_entry *entries = NULL;
+  struct steer_key key, next;
+  bool first = true;
+  struct steering *st = get_self(env, info, 0, NULL, false);
+  if (st == NULL) return NULL;
+
+  for (;;) {
+    int rc = bpf_map_get_next_key(st->ports_fd, first ? NULL : &key, &next);
+    if (rc == -ENOENT) break; /* past the last key */
+    if (rc < 0) {
+      free(entries);
+      return sy_throw_errno(env, -rc, "bpf_map_get_next_key", "ports");
+    }
+    first = false;
+    key = next;
+    __u32 slot;
+    rc = bpf_map_lookup_elem(st->ports_fd, &key, &slot);
+    if (rc == -ENOENT) continue;
+    if (rc < 0) {
+      free(entries);
+      return sy_throw_errno(env, -rc, "bpf_map_lookup_elem", "ports");
+    }
+    if (count == STEER_PORTS_MAX) {
+      free(entries);
+      return sy_throw_errno(env, EAGAIN, "bpf_map_get_next_key", "ports (changed during the walk)");
+    }
+    if (count == cap) {
+      size_t grown = cap == 0 ? PORTS_CHUNK : cap * 2;
+      struct steer_port_entry *p = realloc(entries, grown * sizeof *entries);
+      if (p == NULL) {
+        free(entries);
+        return sy_throw_errno(env, ENOMEM, "realloc", "ports");
+      }
+      entries = p;
+      cap = grown;
+    }
+    entries[count].key = key;
+    entries[count].slot = slot;
+    count++;
+  }
+
+  napi_status status = count > 0 ? napi_create_buffer_copy(env, count * sizeof *entries, entries, NULL, &out)
+                                 : napi_create_buffer(env, 0, NULL, &out);
+  free(entries);
+  NAPI_CALL(env, status);
   return out;
 }

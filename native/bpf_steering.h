@@ -11,9 +11,16 @@
 #include <node_api.h>
 
 struct steering {
-  struct bpf_object *obj; /* NULL once closed */
+  struct bpf_object *obj; /* NULL once closed (or released) */
   struct bpf_program *prog;
-  struct bpf_link *link; /* NULL while detached */
+  struct bpf_link *link; /* the link attach() made; NULL while detached or adopted */
+  /*
+   * A link adopted from another process (steeringLoad with inherited.link):
+   * our own dup of its fd, -1 if none. libbpf cannot wrap a bare link fd in a
+   * struct bpf_link (only a pinned path), so it is kept apart; at most one of
+   * link and link_fd is set.
+   */
+  int link_fd;
   int ports_fd;
   int sockets_fd;
   int counters_fd;
@@ -31,5 +38,6 @@ napi_value steering_delete_socket(napi_env env, napi_callback_info info);
 napi_value steering_set_ports(napi_env env, napi_callback_info info);
 napi_value steering_delete_ports(napi_env env, napi_callback_info info);
 napi_value steering_read_counters(napi_env env, napi_callback_info info);
+napi_value steering_read_ports(napi_env env, napi_callback_info info);
 
 #endif

@@ -22,6 +22,15 @@ export interface ReceivedFds {
   fds: number[];
 }
 
+/** One datagram received by recvDatagram(). */
+export interface Datagram {
+  data: Buffer;
+  /** Received fds, close-on-exec; the caller owns (and closes) them. */
+  fds: number[];
+  /** The sender's pid (SCM_CREDENTIALS, in our pid namespace); 0 if the socket does not pass credentials. */
+  pid: number;
+}
+
 export interface ListenOptions {
   /** Default true: an IPv6 listener never takes IPv4 connections unless asked. */
   v6only?: boolean;
@@ -61,6 +70,10 @@ interface Binding {
   counterSettle(table: object, row: number): void;
   clientAcquire(table: object, key: number, row: number, limit: number): number;
   clientRelease(table: object, bucket: number, row: number): void;
+  memfdCreate(name: string): number;
+  unixDgramSocket(bindPath?: string): number;
+  sendDatagram(sock: number, path: string, data: Buffer, fds: number[]): void;
+  recvDatagram(sock: number, maxBytes: number, maxFds: number): Datagram | null;
 }
 
 // Resolved against this file (dist/native/index.js), never against the cwd.
@@ -195,6 +208,47 @@ export function dupFd(fd: number): number {
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */
 export function lockExclusive(fd: number): void {
   binding.lockExclusive(fd);
+}
+
+/**
+ * memfd_create(name, MFD_CLOEXEC): an empty in-memory file, e.g. a small state
+ * file for systemd's fd store. Write it with fs.writeSync(fd, ...); it lives as
+ * long as some process (or the fd store) holds an fd of it.
+ */
+export function memfdCreate(name: string): number {
+  return binding.memfdCreate(name);
+}
+
+/**
+ * An AF_UNIX SOCK_DGRAM socket, close-on-exec and non-blocking, with
+ * SO_PASSCRED on (received datagrams carry the sender's pid). With `bindPath`
+ * it is bound there; "@name" means the abstract name "name" (as in
+ * $NOTIFY_SOCKET). A file path longer than 107 bytes throws ENAMETOOLONG
+ * rather than binding a shorter one: pass a /proc/self/fd/N/name form
+ * (common/unix-path.ts).
+ */
+export function unixDgramSocket(bindPath?: string): number {
+  return binding.unixDgramSocket(bindPath);
+}
+
+/**
+ * One sendmsg of `data` (non-empty) to the socket at `path` ("@name":
+ * abstract), with `fds` (at most 253) as SCM_RIGHTS: an sd_notify message
+ * such as "FDSTORE=1\nFDNAME=x" with the fds to store. The fds stay the
+ * caller's. On a non-blocking socket (all of unixDgramSocket's) a receiver
+ * with a full queue throws EAGAIN.
+ */
+export function sendDatagram(sock: number, path: string, data: Buffer, fds: number[]): void {
+  binding.sendDatagram(sock, path, data, fds);
+}
+
+/**
+ * One recvmsg: the next datagram with its fds and sender's pid, or null if
+ * none is queued (EAGAIN). A datagram with more fds than `maxFds` or more
+ * bytes than `maxBytes` throws EMSGSIZE, its fds closed: it is gone either way.
+ */
+export function recvDatagram(sock: number, maxBytes: number, maxFds: number): Datagram | null {
+  return binding.recvDatagram(sock, maxBytes, maxFds);
 }
 
 /** The raw addon, for the other facades in native/ (steering.ts); not for use elsewhere. */

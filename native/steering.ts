@@ -5,6 +5,11 @@
 // native/steering.bpf.c hands each new connection to that socket. The key layout
 // is native/steering.h: this file mirrors it byte for byte and checks its sizes
 // against the addon's before the first use.
+//
+// Hand-over to another process: exportFds() gives dups of the link and map fds
+// to send over SCM_RIGHTS (or to keep in systemd's fd store); the receiver's
+// Steering.load(path, inherited) runs its program on those same maps, swapped
+// into the same link, and the sender then release()s (close() would detach).
 import { endianness } from "node:os";
 import { isIPv4, isIPv6 } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -53,6 +58,24 @@ export interface LinkInfo {
   netnsIno: number;
 }
 
+/** Fds of a Steering, from exportFds(): fresh close-on-exec dups owned by the caller. */
+export interface SteeringFds {
+  /** The sk_lookup netns link; null while detached. */
+  link: number | null;
+  sockets: number;
+  ports: number;
+  counters: number;
+}
+
+/** Another process's steering to build on (its exportFds(), received); the fds stay the caller's. */
+export interface InheritedSteering {
+  /** A link to take over; without one, attach() makes a new link as usual. */
+  link?: number | null;
+  sockets: number;
+  ports: number;
+  counters: number;
+}
+
 export type BpfAvailability = { ok: true } | { ok: false; reason: string };
 
 interface NativeSteering {
@@ -63,12 +86,15 @@ interface NativeSteering {
   setPorts(entries: Buffer): void;
   deletePorts(keys: Buffer): number;
   readCounters(slots?: number): BigUint64Array;
+  readPorts(): Buffer;
   linkInfo(): LinkInfo | null;
+  exportFds(): SteeringFds;
+  release(): void;
   close(): void;
 }
 
 interface SteeringBinding {
-  steeringLoad(objPath: string): NativeSteering;
+  steeringLoad(objPath: string, inherited?: InheritedSteering): NativeSteering;
   sizeofSteerKey: number;
   sizeofSteerPortEntry: number;
   steerSocketsMax: number;
@@ -98,10 +124,20 @@ export class Steering {
     this.#native = n;
   }
 
-  /** Loads the BPF object; throws a SyscallError (syscall "bpf_object__load" …) without the privileges. */
-  static load(objPath: string = defaultObjectPath): Steering {
+  /**
+   * Loads the BPF object; throws a SyscallError (syscall "bpf_object__load" …) without the privileges.
+   *
+   * With `inherited` (another process's exportFds()), the program runs on those
+   * maps instead of new ones, so their entries, sockets and counters carry over;
+   * a map not laid out as steering.h says throws ERR_BPF_OBJECT_MISMATCH naming
+   * it. With `inherited.link`, the new program replaces the old one in that link
+   * in one step (no connection goes unsteered) and this object owns the link:
+   * linkInfo(), detach() and close() act on it, attach() throws
+   * ERR_STEERING_ATTACHED. The caller still owns (and closes) the fds it passed.
+   */
+  static load(objPath: string = defaultObjectPath, inherited?: InheritedSteering): Steering {
     checkLayout();
-    return new Steering(native.steeringLoad(objPath));
+    return new Steering(native.steeringLoad(objPath, inherited));
   }
 
   /** Attaches the program to a network namespace with a BPF link (default: this process's). */
@@ -157,14 +193,38 @@ export class Steering {
     return this.#native.linkInfo();
   }
 
+  /**
+   * Every port binding in the (possibly inherited) ports map, in the map's
+   * order, prefixes as decodePortEntries() writes them: setPorts() of the
+   * result puts back the same entries.
+   */
+  portEntries(): PortBinding[] {
+    return decodePortEntries(this.#native.readPorts());
+  }
+
+  /** Dups of the link (null while detached) and map fds for another process; the caller closes them. */
+  exportFds(): SteeringFds {
+    return this.#native.exportFds();
+  }
+
+  /**
+   * Like close() but without detaching: this process's fds of the link, program
+   * and maps are closed, and a link whose fd another process (or systemd's fd
+   * store) holds keeps steering. Without such a holder the link goes with its
+   * last fd. Idempotent; every other method throws afterwards.
+   */
+  release(): void {
+    this.#native.release();
+  }
+
   /** Detaches and frees the program and maps. Idempotent; every other method throws afterwards. */
   close(): void {
     this.#native.close();
   }
 }
 
-export function loadSteering(objPath: string = defaultObjectPath): Steering {
-  return Steering.load(objPath);
+export function loadSteering(objPath: string = defaultObjectPath, inherited?: InheritedSteering): Steering {
+  return Steering.load(objPath, inherited);
 }
 
 /**
@@ -222,6 +282,57 @@ export function writeKey(buf: Buffer, off: number, k: PortKey, where = "key"): v
 function writeU32(buf: Buffer, off: number, v: number): void {
   if (littleEndian) buf.writeUInt32LE(v, off);
   else buf.writeUInt32BE(v, off);
+}
+
+function readU32(buf: Buffer, off: number): number {
+  return littleEndian ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+}
+
+/**
+ * Unpacks struct steer_port_entry records, the inverse of encodePortEntries.
+ * Prefixes come back in CIDR form with the length always written out, also
+ * for a single address ("127.0.0.1/32", "::1/128"), the address masked as
+ * stored; IPv4 dotted, IPv6 in RFC 5952 form ("2001:db8::/32", "::ffff:102:304/128",
+ * never a dotted tail). parsePrefix reads all of these, so
+ * setPorts(decodePortEntries(b)) stores the very keys of `b`. Exported for tests.
+ */
+export function decodePortEntries(buf: Buffer): PortBinding[] {
+  if (buf.length % STEER_PORT_ENTRY_SIZE !== 0) throw invalid("entries", `length must be a multiple of ${STEER_PORT_ENTRY_SIZE}`, buf.length);
+  const out: PortBinding[] = [];
+  for (let off = 0, i = 0; off < buf.length; off += STEER_PORT_ENTRY_SIZE, i++) {
+    const family = buf[off + 6];
+    const bits = readU32(buf, off) - KEY_FIXED_BITS;
+    if ((family !== 4 && family !== 6) || bits < 0 || bits > (family === 4 ? 32 : 128)) {
+      throw invalid(`entries[${i}]`, "is not a steer_key of steering.h", buf.subarray(off, off + STEER_KEY_SIZE).toString("hex"));
+    }
+    const addr = buf.subarray(off + 8, off + 8 + (family === 4 ? 4 : 16));
+    out.push({
+      family,
+      prefix: `${family === 4 ? Array.from(addr).join(".") : formatIPv6(addr)}/${bits}`,
+      port: littleEndian ? buf.readUInt16LE(off + 4) : buf.readUInt16BE(off + 4),
+      slot: readU32(buf, off + STEER_KEY_SIZE),
+    });
+  }
+  return out;
+}
+
+/** RFC 5952 text of 16 address bytes: lower-case hex, the longest run of 2+ zero words (the first on a tie) as "::". */
+function formatIPv6(bytes: Buffer): string {
+  const words = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2));
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(":");
+  return best < 0 ? hex(words) : `${hex(words.slice(0, best))}::${hex(words.slice(best + bestLen))}`;
 }
 
 /** "10.0.0.0/8" → the address bytes (masked to the prefix) and the prefix length. */
