@@ -32,7 +32,7 @@ function call(where: UnixSocketPath, req: ControlRequest): Promise<ControlRespon
   });
 }
 
-/** `switchyard ctl [--runtime-dir DIR] [--json] status|reload` */
+/** `switchyard ctl [--runtime-dir DIR] [--json] status|reload|upgrade` */
 export async function ctl(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -41,8 +41,8 @@ export async function ctl(argv: string[]): Promise<number> {
     options: { "runtime-dir": { type: "string" }, json: { type: "boolean" } },
   });
   const command = positionals[0];
-  if (command !== "status" && command !== "reload") {
-    process.stderr.write("usage: switchyard ctl [--runtime-dir DIR] [--json] status|reload\n");
+  if (command !== "status" && command !== "reload" && command !== "upgrade") {
+    process.stderr.write("usage: switchyard ctl [--runtime-dir DIR] [--json] status|reload|upgrade\n");
     return 2;
   }
   const runtimeDir = values["runtime-dir"] ?? defaultRuntimeDir();
@@ -67,7 +67,10 @@ export async function ctl(argv: string[]): Promise<number> {
   }
   if (values.json) process.stdout.write(JSON.stringify(res.result, null, 2) + "\n");
   else if (command === "status") process.stdout.write(formatStatusTable(res.result as Record<string, unknown>));
-  else {
+  else if (command === "upgrade") {
+    const r = res.result as { pid: number; predecessorPid: number; generation: number; durationMs: number };
+    process.stdout.write(`upgraded: supervisor pid ${r.pid} serves generation ${r.generation}; pid ${r.predecessorPid} drains and exits (${r.durationMs} ms)\n`);
+  } else {
     const r = res.result as { generation: number; durationMs: number };
     process.stdout.write(`reloaded: generation ${r.generation} serving (${r.durationMs} ms)\n`);
   }

@@ -2,6 +2,9 @@
 
 interface StatusJson {
   healthy?: boolean;
+  pid?: number;
+  version?: string;
+  startedAt?: string;
   generation?: number | null;
   steering?: { mode: string; bpfOffReason?: string; sockets: number; apps: { name: string; ports: number; steered?: number }[] };
   lastReload?: { ok: boolean; generation?: number; message?: string; at: string; source: string } | null;
@@ -31,7 +34,8 @@ export function formatStatusTable(raw: Record<string, unknown>): string {
   const lr = s.lastReload;
   const last = !lr ? "none" : lr.ok ? `ok, generation ${lr.generation} (${lr.source}, ${lr.at})` : `FAILED: ${lr.message} (${lr.source}, ${lr.at})`;
   const steering = s.steering ? `${s.steering.mode}, ${s.steering.sockets} sockets${s.steering.bpfOffReason ? ` (BPF off: ${s.steering.bpfOffReason})` : ""}` : "?";
-  let out = `healthy: ${s.healthy ? "yes" : "NO"}   generation: ${s.generation ?? "-"}   steering: ${steering}\nlast reload: ${last}\n\n`;
+  let out = `supervisor: pid ${s.pid ?? "?"}, version ${s.version ?? "?"}, started ${s.startedAt ?? "?"}\n`;
+  out += `healthy: ${s.healthy ? "yes" : "NO"}   generation: ${s.generation ?? "-"}   steering: ${steering}\nlast reload: ${last}\n\n`;
   const count = (n: number | null | undefined): string => (n === null || n === undefined ? "?" : String(n));
   const workerRows = [["GENERATION", "STATE", "WORKER", "PID", "WORKER STATE", "CONNECTIONS", "ACCEPTED"]];
   for (const g of s.generations ?? []) {

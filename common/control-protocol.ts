@@ -2,7 +2,7 @@
 // request per connection.
 export const CONTROL_SOCKET = "control.sock";
 
-export const CONTROL_COMMANDS = ["reload", "status"] as const;
+export const CONTROL_COMMANDS = ["reload", "status", "upgrade"] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 export type ControlRequest = { command: ControlCommand };

@@ -16,6 +16,9 @@ export type ErrorCode =
   | "CONTROL_BUSY"
   | "ACCESS_LOG_FAILED"
   | "RUNTIME_DIR_IN_USE"
+  | "UPGRADE_FAILED"
+  | "UPGRADE_BUSY"
+  | "UPGRADE_IN_PROGRESS"
   | "USAGE";
 
 export class SwitchyardError extends Error {

@@ -21,6 +21,8 @@ export interface RunOptions {
   maxConnections: number | null;
   /** Event-loop delay (p99, ms) past which a worker stops accepting for a while; null: never. */
   overloadLagMs: number | null;
+  /** Keep sockets and BPF state in systemd's fd store (--fd-store, or $FDSTORE > 0 from systemd 254 on). */
+  fdStore: boolean;
 }
 
 export function defaultRuntimeDir(): string {
@@ -76,6 +78,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       "access-log": { type: "string" },
       "max-connections": { type: "string" },
       "overload-lag": { type: "string" },
+      "fd-store": { type: "boolean" },
     },
   });
   if (!values.config) usage("run: --config FILE is required");
@@ -94,5 +97,6 @@ export function parseRunArgs(argv: string[]): RunOptions {
     accessLog: values["access-log"] ?? "-",
     maxConnections: values["max-connections"] ? positiveNumber("max-connections", values["max-connections"], true) : null,
     overloadLagMs: overloadLag(values["overload-lag"]),
+    fdStore: values["fd-store"] === true || Number(process.env.FDSTORE ?? 0) > 0,
   };
 }

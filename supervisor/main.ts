@@ -1,16 +1,35 @@
 // Supervisor entry (`switchyard run`): holds the listening sockets, runs
-// generations of workers, reloads on SIGHUP / file change / ctl, stops on TERM/INT.
+// generations of workers, reloads on SIGHUP / file change / ctl, hands over to
+// a new supervisor on SIGUSR2 / `ctl upgrade`, stops on TERM/INT.
+import fs from "node:fs";
+import type http from "node:http";
 import { createLogger } from "../common/log.js";
 import { loadConfigFile } from "../config/load.js";
 import { ConfigError, SwitchyardError, formatProblem } from "../common/errors.js";
+import { dupFd } from "../native/index.js";
+import { serverFd } from "../common/socket-fd.js";
 import { parseRunArgs } from "./args.js";
 import { Supervisor } from "./supervisor.js";
 import { startAdmin } from "./operations/admin.js";
-import { startControl } from "./operations/control.js";
+import { startControl, type ControlServer } from "./operations/control.js";
 import { ConfigWatch } from "./reload/config-watch.js";
 import { chooseSteering } from "./listeners/steering-select.js";
 import { SystemdNotifier } from "./operations/systemd.js";
-import { claimRuntimeDir } from "./runtime-dir-lock.js";
+import { adoptRuntimeDirLock, claimRuntimeDir } from "./runtime-dir-lock.js";
+import { closeInheritance, sortInheritance, type Inheritance } from "./handover/inheritance.js";
+import { FD_NAMES, takeListenFds, type NamedFd } from "./handover/named-fds.js";
+import { isUpgrade, receiveHandover, type Predecessor } from "./handover/predecessor.js";
+import { FdStore } from "./handover/fd-store.js";
+import { Upgrades } from "./handover/upgrades.js";
+
+function upgradeFault(): boolean {
+  const file = process.env.SWITCHYARD_FAULT_FILE;
+  try {
+    return file !== undefined && fs.readFileSync(file, "utf8").trim() === "upgrade-exit";
+  } catch {
+    return false;
+  }
+}
 
 export async function runSupervisor(argv: string[]): Promise<number> {
   const options = parseRunArgs(argv);
@@ -26,6 +45,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   // however early they come. Before the supervisor exists they are kept and
   // applied once it does.
   let sup: Supervisor | undefined;
+  let upgrades: Upgrades | undefined;
   let stop: ((signal: string) => void) | undefined;
   let stopSignal: string | undefined;
   const earlyReloads = new Set<string>();
@@ -44,12 +64,48 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     requestReload("sighup");
   });
   process.on("SIGUSR1", () => sup?.accessLog.reopen());
+  // As nginx operators expect: USR2 upgrades (the outcome is logged; `ctl upgrade` also answers).
+  process.on("SIGUSR2", () => {
+    log.info({ event: "signal", signal: "SIGUSR2" });
+    if (upgrades) upgrades.request().catch(() => undefined);
+    else log.warn({ event: "upgrade_refused", reason: "the supervisor is still starting" });
+  });
 
-  try {
-    claimRuntimeDir(options.runtimeDir);
-  } catch (err) {
+  // What the previous supervisor left: handed over in an upgrade, or kept by
+  // systemd's fd store (a restart after a crash) or a socket unit.
+  let predecessor: Predecessor | undefined;
+  let inheritance: Inheritance | undefined;
+  if (isUpgrade()) {
+    // Test hook (like the workers' in worker/fault-injection.ts): a successor that dies as it starts.
+    if (upgradeFault()) process.exit(3);
+    try {
+      predecessor = await receiveHandover(log);
+      inheritance = predecessor.inheritance;
+    } catch (err) {
+      reportStartFailure(err);
+      return 1;
+    }
+  } else {
+    const fds = takeListenFds();
+    if (fds.length > 0) {
+      inheritance = sortInheritance("systemd", fds, undefined, log);
+      log.info({ event: "listen_fds_received", count: fds.length, names: [...inheritance.names].slice(0, 20) });
+    }
+  }
+  /** Until this supervisor serves, what it was handed is not its own to close for everyone (a BPF link). */
+  let owner = predecessor === undefined;
+  const failStart = async (err: unknown): Promise<number> => {
     reportStartFailure(err);
+    if (predecessor) await predecessor.failed(err instanceof SwitchyardError ? err : new SwitchyardError("UPGRADE_FAILED", (err as Error).message));
+    if (inheritance) closeInheritance(inheritance);
     return 1;
+  };
+
+  let lockFd: number;
+  try {
+    lockFd = inheritance?.lock !== undefined ? adoptRuntimeDirLock(dupFd(inheritance.lock)) : claimRuntimeDir(options.runtimeDir);
+  } catch (err) {
+    return failStart(err);
   }
 
   // The watch starts before the first read of the file, so that no save made
@@ -60,6 +116,8 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     if (stopSignal === undefined) return false;
     log.info({ event: "signal", signal: stopSignal });
     await watch.close();
+    if (predecessor) await predecessor.failed(new SwitchyardError("UPGRADE_FAILED", `stopped by ${stopSignal} while starting`));
+    if (inheritance) closeInheritance(inheritance);
     log.info({ event: "supervisor_exited" });
     return true;
   };
@@ -74,6 +132,8 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) {
       for (const p of err.problems) process.stderr.write(formatProblem(p) + "\n");
       log.error({ event: "config_invalid", file: options.config, problems: err.problems });
+      if (predecessor) await predecessor.failed(new SwitchyardError("CONFIG_INVALID", `the new supervisor rejects ${options.config}: ${err.message}`));
+      if (inheritance) closeInheritance(inheritance);
       return 1;
     }
     throw err;
@@ -82,41 +142,90 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   const notifier = new SystemdNotifier(log);
   let provider;
   try {
-    provider = chooseSteering(options.steering, log);
+    provider = chooseSteering(options.steering, log, inheritance);
   } catch (err) {
-    reportStartFailure(err);
     await watch.close();
-    return 1;
+    return failStart(err);
   }
   let supervisor: Supervisor;
   try {
     supervisor = new Supervisor(options, provider, log);
   } catch (err) {
-    reportStartFailure(err);
-    provider.closeAll();
+    if (owner) provider.closeAll();
+    else provider.release();
     await watch.close();
-    return 1;
+    return failStart(err);
   }
   sup = supervisor;
   supervisor.onReloadStart = () => notifier.reloading();
   supervisor.onReloadEnd = () => notifier.ready(supervisor);
   supervisor.rememberFile = () => watch.remember();
+  if (inheritance) supervisor.pool.continueFrom(inheritance.generation);
+  if (predecessor) {
+    supervisor.metrics.inherit(predecessor.counters as never);
+    supervisor.prober.adopt(predecessor.targetStates);
+    predecessor.onTotals = (m) => supervisor.metrics.inherit(m as never, true);
+  }
+  const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock);
+  const fdStore = new FdStore(notifier, log, storeHolds);
+  let handedOver = false;
+  /** systemd takes fds (and anything else) only from the unit's main process: a successor waits to be it. */
+  let mainProcess = predecessor === undefined;
+  const syncFdStore = (): void => {
+    if (!options.fdStore || !fdStore.enabled || handedOver || !mainProcess) return;
+    const h = supervisor.handover();
+    void fdStore.sync(h.fds, h.state);
+  };
+  supervisor.onCutOver = syncFdStore;
 
-  let admin: import("node:http").Server | undefined;
-  let control: import("node:net").Server | undefined;
+  let admin: http.Server | undefined;
+  let control: ControlServer | undefined;
   let stopping: Promise<void> | undefined;
   let stopped!: () => void;
   const finished = new Promise<void>((resolve) => (stopped = resolve));
+  upgrades = new Upgrades({
+    supervisor,
+    log,
+    specials: () => {
+      const fds: NamedFd[] = [{ name: FD_NAMES.lock, fd: dupFd(lockFd) }];
+      const controlFd = control && serverFd(control.server);
+      const adminFd = admin && serverFd(admin);
+      if (controlFd !== undefined) fds.push({ name: FD_NAMES.control, fd: dupFd(controlFd) });
+      if (adminFd !== undefined) fds.push({ name: FD_NAMES.admin, fd: dupFd(adminFd) });
+      return fds;
+    },
+    refuse: () => (stopping ? "the supervisor is stopping" : !owner ? "the supervisor is itself taking over from another" : undefined),
+    // The successor serves: systemd follows it, and this one drains and exits.
+    handedOver: async (successor) => {
+      handedOver = true;
+      await notifier.handOverTo(successor.pid);
+      successor.becameMain();
+      stopping = (async () => {
+        await watch.close();
+        control?.close(true);
+        admin?.close();
+        // The draining workers count on: the successor hears the totals every second, and once they have exited.
+        const updates = setInterval(() => void supervisor.metrics.totals().then((m) => successor.update(m)), 1000);
+        await supervisor.stop(true);
+        clearInterval(updates);
+        successor.finish(await supervisor.metrics.totals());
+        log.info({ event: "supervisor_exited", handed_over_to: successor.pid });
+      })().then(stopped);
+    },
+  });
   stop = (signal: string) => {
     if (stopping) return;
     log.info({ event: "signal", signal });
-    notifier.stopping();
     stopping = (async () => {
+      // An upgrade under way settles first: either it hands over (and this stop is moot) or this one stops.
+      await upgrades!.settled();
+      if (handedOver) return;
+      notifier.stopping();
       await watch.close();
       // Admin and control answer until the end: /healthz says 503 while the
       // workers drain, and `ctl status` shows what is still open.
-      await supervisor.stop();
-      control?.close();
+      await supervisor.stop(!owner);
+      control?.close(!owner);
       admin?.close();
       log.info({ event: "supervisor_exited" });
     })().then(stopped);
@@ -125,8 +234,8 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   for (const source of earlyReloads) requestReload(source);
 
   try {
-    admin = await startAdmin(supervisor, options.admin.host, options.admin.port, log);
-    control = await startControl(supervisor, options.runtimeDir, log);
+    admin = await startAdmin(supervisor, options.admin.host, options.admin.port, log, inheritance?.admin !== undefined ? dupFd(inheritance.admin) : undefined);
+    control = await startControl(supervisor, options.runtimeDir, log, () => upgrades!.request(), inheritance?.control !== undefined ? dupFd(inheritance.control) : undefined);
     await supervisor.start(plan, (admin.address() as import("node:net").AddressInfo).port);
   } catch (err) {
     // TERM/INT during the first start: an operator's stop, not a failure.
@@ -134,14 +243,23 @@ export async function runSupervisor(argv: string[]): Promise<number> {
       await finished;
       return 0;
     }
-    reportStartFailure(err);
     await watch.close();
-    await supervisor.stop().catch(() => undefined);
+    await supervisor.stop(!owner).catch(() => undefined);
     admin?.close();
-    control?.close();
-    return 1;
+    control?.close(!owner);
+    return failStart(err);
   }
-  if (!stopping) notifier.ready(supervisor);
+  if (inheritance) closeInheritance(inheritance);
+  if (predecessor) {
+    // Serving on what was handed over: the predecessor drains, and says MAINPID= this one.
+    owner = true;
+    predecessor.serving(supervisor.pool.current?.number ?? 0);
+    await predecessor.main;
+    mainProcess = true;
+    syncFdStore();
+    log.info({ event: "upgrade_completed", predecessor_pid: predecessor.pid, generation: supervisor.pool.current?.number });
+  }
+  if (!stopping) notifier.ready(supervisor, predecessor !== undefined);
   await finished;
   return 0;
 }

@@ -13,7 +13,7 @@ const netns = (): number => fs.statSync("/proc/self/ns/net").ino;
  * anyway. Supervisors of other namespaces may share the dir (their workers
  * keep no file there), but the last one started owns control.sock. The flock dies with the process: a crash leaves nothing stale.
  */
-export function claimRuntimeDir(dir: string): void {
+export function claimRuntimeDir(dir: string): number {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   const file = path.join(dir, `supervisor-netns-${netns()}.lock`);
   // Opened close-on-exec (libuv always is): workers never hold the lock.
@@ -30,7 +30,20 @@ export function claimRuntimeDir(dir: string): void {
     fs.closeSync(fd);
     throw new SwitchyardError("RUNTIME_DIR_IN_USE", `runtime dir ${dir} is in use by another switchyard supervisor (pid ${holder}) in this network namespace; give this one its own --runtime-dir`);
   }
+  return holdLock(fd);
+}
+
+/**
+ * Takes over the lock a previous supervisor held (an upgrade hands over the
+ * locked file's fd: a flock belongs to the open file, so it is already ours).
+ */
+export function adoptRuntimeDirLock(fd: number): number {
+  return holdLock(fd);
+}
+
+function holdLock(fd: number): number {
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);
   // fd stays open on purpose: closing it would release the lock.
+  return fd;
 }

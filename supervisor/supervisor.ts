@@ -13,6 +13,9 @@ import type { ListenerProvider } from "./listeners/listener-provider.js";
 import { workerCredentials } from "./workers/credentials.js";
 import { TargetProber } from "./health/target-prober.js";
 import { ConnectionCounters } from "./workers/connection-counters.js";
+import type { HandoverState } from "./handover/handover-state.js";
+import type { NamedFd } from "./handover/named-fds.js";
+import { SWITCHYARD_VERSION } from "./version.js";
 
 /** The supervisor's parts, wired together; one instance per process. */
 export class Supervisor {
@@ -28,6 +31,14 @@ export class Supervisor {
   private markStarted!: () => void;
   private readonly started = new Promise<void>((resolve) => (this.markStarted = resolve));
   readonly startedAt = Date.now();
+  readonly version = SWITCHYARD_VERSION;
+  /**
+   * An upgrade is handing this supervisor's sockets to a successor: no reload
+   * may change them meanwhile. Set back if the upgrade fails.
+   */
+  upgrading = false;
+  /** Called after every cut-over (the first generation's included), e.g. to bring systemd's fd store up to date. */
+  onCutOver: () => void = () => undefined;
   /** Called when a reload starts, awaited before the file is read, and when it ends (sd_notify, config watch). */
   onReloadStart: () => void | Promise<void> = () => undefined;
   /**
@@ -96,6 +107,7 @@ export class Supervisor {
     await this.pool.deploy(plan);
     this.prober.setPlan(plan);
     this.markStarted();
+    this.onCutOver();
     this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin_host: this.options.admin.host, admin_port: adminPort, runtime_dir: this.options.runtimeDir });
   }
 
@@ -107,6 +119,11 @@ export class Supervisor {
     }
     const began = Date.now();
     const at = new Date(began).toISOString();
+    if (this.upgrading) {
+      const message = "an upgrade is handing this supervisor over to a new one; reload there once it serves";
+      this.log.warn({ event: "reload_refused", source, code: "UPGRADE_IN_PROGRESS" });
+      return { ok: false, code: "UPGRADE_IN_PROGRESS", message, durationMs: 0, source, at };
+    }
     this.log.info({ event: "reload_started", source });
     let result: ReloadResult;
     try {
@@ -115,6 +132,7 @@ export class Supervisor {
       const gen = await this.pool.deploy(plan);
       // Only once it serves: a rolled-back plan must not drop the states of the one still serving.
       this.prober.setPlan(plan);
+      this.onCutOver();
       result = { ok: true, generation: gen.number, durationMs: Date.now() - began, source, at };
       this.log.info({ event: "reload_succeeded", source, generation: gen.number, duration_ms: result.durationMs });
     } catch (err) {
@@ -130,10 +148,17 @@ export class Supervisor {
     return result;
   }
 
-  async stop(): Promise<void> {
-    this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs });
+  /** What a successor (an upgrade) or systemd's fd store needs: fresh fds under their names, and what they are for. */
+  handover(): { fds: NamedFd[]; state: HandoverState } {
+    const h = this.provider.handover();
+    return { fds: h.fds, state: { version: 1, mode: this.provider.mode, apps: h.apps, generation: this.pool.lastNumber } };
+  }
+
+  /** `handedOver`: a successor serves the sockets now; they are let go of, not closed (pool.ts). */
+  async stop(handedOver = false): Promise<void> {
+    this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs, handed_over: handedOver });
     this.prober.stop();
-    await this.pool.stop();
+    await this.pool.stop(handedOver);
     await this.accessLog.close();
   }
 }

@@ -55,7 +55,8 @@ test("ctl status: workers with pid, state and connections, apps with ports and t
   const text = await ctl("status");
   t.is(text.code, 0, text.stderr);
   const s = await adminStatus();
-  t.regex(text.stdout, /^healthy: yes\s+generation: 1\s+steering: ports/);
+  t.regex(text.stdout, /^supervisor: pid \d+, version \d+\.\d+\.\d+, started \d{4}-\d\d-\d\dT/);
+  t.regex(text.stdout, /\nhealthy: yes\s+generation: 1\s+steering: ports/);
   t.regex(text.stdout, /last reload: none/);
   const gen1 = s.generations.find((g) => g.number === 1)!;
   t.is(gen1.workers.length, 2);

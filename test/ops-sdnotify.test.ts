@@ -5,7 +5,7 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { DgramSocket } from "node-unix-socket";
+import { closeFd, recvDatagram, unixDgramSocket } from "../native/index.js";
 import { startSupervisor, tempDir } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, reloadVia, sighup } from "./helpers/reload.js";
@@ -17,12 +17,18 @@ interface Notification {
   healthzAtReady?: Promise<number>;
 }
 
+/** Binds `address` as systemd does ("@name": abstract, exact length) and polls it: Node has no datagram unix sockets. */
 function listen(address: string, adminPort: number) {
-  const socket = new DgramSocket();
-  socket.bind(address);
+  const socket = unixDgramSocket(address);
   const received: Notification[] = [];
   let waiters: { n: number; resolve(): void }[] = [];
-  socket.on("data", (buf: Buffer) => {
+  const poll = setInterval(() => {
+    for (let d = recvDatagram(socket, 65536, 16); d !== null; d = recvDatagram(socket, 65536, 16)) {
+      for (const fd of d.fds) closeFd(fd);
+      onData(d.data);
+    }
+  }, 5);
+  const onData = (buf: Buffer): void => {
     const fields = new Map(buf.toString("utf8").split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)] as [string, string]));
     const n: Notification = { fields };
     if (fields.get("READY") === "1") {
@@ -32,12 +38,15 @@ function listen(address: string, adminPort: number) {
     const due = waiters.filter((w) => received.length >= w.n);
     waiters = waiters.filter((w) => received.length < w.n);
     for (const w of due) w.resolve();
-  });
+  };
   return {
     received,
     /** Resolves once `n` notifications have arrived in all. */
     count: (n: number, what: string) => within(received.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })), 15_000, `${what} (got ${received.map((r) => JSON.stringify([...r.fields])).join(" ")})`),
-    close: () => socket.close(),
+    close: () => {
+      clearInterval(poll);
+      closeFd(socket);
+    },
   };
 }
 
@@ -103,7 +112,7 @@ test("an abstract NOTIFY_SOCKET (@name) works too", async (t) => {
   t.teardown(() => target.close());
   const [port, adminPort] = (await freePorts(2)) as [number, number];
   const name = `switchyard-test-notify-${process.pid}-${Date.now()}`;
-  const notes = listen(`\0${name}`, adminPort);
+  const notes = listen(`@${name}`, adminPort);
   t.teardown(() => notes.close());
   const sup = await startSupervisor({ config: config(app("a", [port], [target])), workers: 1, env: { NOTIFY_SOCKET: `@${name}` }, args: ["--admin", `127.0.0.1:${adminPort}`, "--access-log", "off"] });
   t.teardown(() => sup.stop("SIGKILL"));

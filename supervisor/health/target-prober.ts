@@ -39,6 +39,10 @@ interface Checked extends CheckedStatus {
 }
 
 const keyOf = (app: string, label: string): string => `${app}\0${label}`;
+const splitKey = (key: string): { app: string; target: string } => {
+  const i = key.indexOf("\0");
+  return { app: key.slice(0, i), target: key.slice(i + 1) };
+};
 
 /**
  * The one prober of the whole proxy: TCP connect checks of every target of
@@ -65,6 +69,14 @@ export class TargetProber {
     private readonly random: () => number = Math.random,
   ) {}
 
+  /** States a previous supervisor had found (an upgrade), for targets not checked here yet. */
+  private inherited = new Map<string, boolean>();
+
+  /** Takes over a previous supervisor's findings: its targets start up or down as it last saw them. */
+  adopt(states: readonly TargetState[]): void {
+    for (const s of states) this.inherited.set(keyOf(s.app, s.target), s.up);
+  }
+
   /** Follows the serving plan: call once it serves (at start, after each cut-over). */
   setPlan(plan: Plan): void {
     if (this.stopping.signal.aborted) return;
@@ -81,7 +93,7 @@ export class TargetProber {
           s.check = app.healthCheck;
           continue;
         }
-        const fresh: Checked = { app: app.name, target, check: app.healthCheck, up: true, checkedAt: undefined, reason: undefined, streak: 0, downSince: 0, timer: undefined, forgotten: false };
+        const fresh: Checked = { app: app.name, target, check: app.healthCheck, up: this.inherited.get(key) ?? true, checkedAt: undefined, reason: undefined, streak: 0, downSince: 0, timer: undefined, forgotten: false };
         this.checked.set(key, fresh);
         // Spread over one interval: thousands of targets are not all checked in the same instant.
         this.schedule(fresh, Math.floor(this.random() * app.healthCheck.intervalMs));
@@ -96,7 +108,10 @@ export class TargetProber {
 
   /** Every checked target's state: what a worker starting now needs. */
   states(): TargetState[] {
-    return [...this.checked.values()].map((s) => ({ app: s.app, target: s.target.label, up: s.up }));
+    const checked = [...this.checked.values()].map((s) => ({ app: s.app, target: s.target.label, up: s.up }));
+    // Before the first plan, what was inherited: the first generation's workers start with it.
+    if (this.checked.size > 0 || this.inherited.size === 0) return checked;
+    return [...this.inherited].map(([key, up]) => ({ ...splitKey(key), up }));
   }
 
   /** Undefined when the app's targets are not checked. */

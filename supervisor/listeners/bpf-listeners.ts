@@ -2,12 +2,19 @@ import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError, isSyscallError } from "../../common/errors.js";
 import { planPrefix } from "../../config/addresses.js";
-import { closeFd, listenTcp, socketInode } from "../../native/index.js";
-import { loadSteering, STEER_SOCKETS_MAX, type PortBinding, type Steering } from "../../native/steering.js";
+import { closeFd, dupFd, listenTcp, socketInode, socketName } from "../../native/index.js";
+import { Steering, STEER_SOCKETS_MAX, type PortBinding } from "../../native/steering.js";
 import { ConflictReport, ListenerIndex } from "./listen-conflicts.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import { listeningSockets } from "./listening-sockets.js";
+import { appFdName, FD_NAMES, type NamedFd } from "../handover/named-fds.js";
+
+/** What a previous supervisor left: its link and maps, and its apps' sockets by slot. */
+export interface InheritedBpf {
+  steering: { link?: number; sockets: number; ports: number; counters: number };
+  apps: { name: string; slot: number; fd: number }[];
+}
 
 const BACKLOG = 4096;
 
@@ -43,14 +50,40 @@ export class BpfListeners implements ListenerProvider {
   private readonly ownInodes = new Set<number>();
   private readonly freeSlots: number[] = Array.from({ length: STEER_SOCKETS_MAX }, (_, i) => STEER_SOCKETS_MAX - 1 - i);
 
-  constructor(private readonly log: Logger) {
-    this.steering = loadSteering();
+  /**
+   * With `inherited`, the program takes over the previous supervisor's link
+   * and maps (native/steering.ts) and its sockets keep their slots: the port
+   * map is never emptied, so every port keeps steering throughout. The
+   * inherited fds stay the caller's; what is kept is duplicated.
+   */
+  constructor(private readonly log: Logger, inherited?: InheritedBpf) {
+    this.steering = Steering.load(undefined, inherited?.steering);
     try {
-      this.steering.attach();
+      if (inherited?.steering.link === undefined) this.steering.attach();
+      if (inherited) this.adopt(inherited);
     } catch (err) {
-      this.steering.close();
+      for (const s of this.live.values()) closeFd(s.fd);
+      this.live.clear();
+      if (inherited) this.steering.release();
+      else this.steering.close();
       throw err;
     }
+  }
+
+  private adopt(inherited: InheritedBpf): void {
+    const taken = new Set<number>();
+    for (const a of inherited.apps) {
+      if (a.slot < 0 || a.slot >= STEER_SOCKETS_MAX || taken.has(a.slot) || this.live.has(a.name)) continue;
+      const fd = dupFd(a.fd);
+      const families = new Set<4 | 6>(socketName(fd).family === 6 ? [4, 6] : [4]);
+      this.live.set(a.name, { name: a.name, slot: a.slot, fd, families });
+      this.ownInodes.add(socketInode(fd));
+      taken.add(a.slot);
+    }
+    this.freeSlots.splice(0, this.freeSlots.length, ...this.freeSlots.filter((s) => !taken.has(s)));
+    for (const b of this.steering.portEntries()) this.liveBindings.set(bindingKey(b), b);
+    this.liveApps = [...this.live.values()].map((s) => ({ name: s.name, ports: 0 }));
+    this.log.info({ event: "steering_inherited", sockets: this.live.size, ports: this.liveBindings.size });
   }
 
   private openAppSocket(name: string, slot: number): AppSocket {
@@ -97,7 +130,7 @@ export class BpfListeners implements ListenerProvider {
         next.set(app.name, s);
       }
     } catch (err) {
-      for (const s of opened) this.release(s);
+      for (const s of opened) this.releaseSocket(s);
       const code = isSyscallError(err) ? err.code : "";
       throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot open an app socket: ${code || (err as Error).message}`, { cause: err });
     }
@@ -105,7 +138,7 @@ export class BpfListeners implements ListenerProvider {
     try {
       bindings = this.bindingsOf(plan, next);
     } catch (err) {
-      for (const s of opened) this.release(s);
+      for (const s of opened) this.releaseSocket(s);
       throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot check for listening sockets: ${(err as Error).message}`, { cause: err });
     }
     let settled = false;
@@ -119,7 +152,7 @@ export class BpfListeners implements ListenerProvider {
       rollback: () => {
         if (settled) return;
         settled = true;
-        for (const s of opened) this.release(s);
+        for (const s of opened) this.releaseSocket(s);
       },
     };
   }
@@ -174,7 +207,7 @@ export class BpfListeners implements ListenerProvider {
     for (const [name, s] of this.live) {
       if (next.has(name)) continue;
       this.steering.removeAppSocket(s.slot);
-      this.release(s);
+      this.releaseSocket(s);
     }
     this.live = next;
     this.liveBindings = bindings;
@@ -182,7 +215,7 @@ export class BpfListeners implements ListenerProvider {
     this.log.info({ event: "steering_updated", ports_set: changed.length, ports_moved: moved, ports_removed: removed.length, sockets: next.size });
   }
 
-  private release(s: AppSocket): void {
+  private releaseSocket(s: AppSocket): void {
     closeFd(s.fd);
     this.freeSlots.push(s.slot);
   }
@@ -200,6 +233,26 @@ export class BpfListeners implements ListenerProvider {
 
   closeAll(): void {
     this.steering.close();
+    for (const s of this.live.values()) closeFd(s.fd);
+    this.live.clear();
+  }
+
+  /** What the next supervisor needs, as fresh fds the caller sends and closes. */
+  handover(): { fds: NamedFd[]; apps: { name: string; slot: number }[] } {
+    const e = this.steering.exportFds();
+    const fds: NamedFd[] = [
+      { name: FD_NAMES.bpfSockets, fd: e.sockets },
+      { name: FD_NAMES.bpfPorts, fd: e.ports },
+      { name: FD_NAMES.bpfCounters, fd: e.counters },
+    ];
+    if (e.link !== null) fds.push({ name: FD_NAMES.bpfLink, fd: e.link });
+    for (const s of this.live.values()) fds.push({ name: appFdName(s.slot), fd: dupFd(s.fd) });
+    return { fds, apps: [...this.live.values()].map((s) => ({ name: s.name, slot: s.slot })) };
+  }
+
+  /** Lets go of everything without detaching: the link and sockets live on where they were handed. */
+  release(): void {
+    this.steering.release();
     for (const s of this.live.values()) closeFd(s.fd);
     this.live.clear();
   }

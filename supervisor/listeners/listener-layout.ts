@@ -12,7 +12,8 @@ export interface PortListenerSpec extends ListenerSpec {
 
 const WILDCARD = { 4: "0.0.0.0", 6: "::" } as const;
 
-function keyOf(host: string, port: number, family: 4 | 6): string {
+/** How a listener is named: "127.0.0.1:7777", "[::]:7777". */
+export function listenerKey(host: string, port: number, family: 4 | 6): string {
   return family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
@@ -53,7 +54,7 @@ export function portListeners(plan: Plan): PortListenerSpec[] {
     }
     for (const [host, apps] of hosts) {
       const bind = host === "" ? WILDCARD[family] : host;
-      specs.push({ key: keyOf(bind, port, family), apps: [...apps].sort(), host: bind, port, family, wildcard: host === "" });
+      specs.push({ key: listenerKey(bind, port, family), apps: [...apps].sort(), host: bind, port, family, wildcard: host === "" });
     }
   }
   return specs.sort((a, b) => a.port - b.port || a.family - b.family || a.host.localeCompare(b.host));

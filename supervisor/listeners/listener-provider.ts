@@ -1,5 +1,6 @@
 import type { Plan } from "../../config/plan.js";
 import type { ListenerSpec } from "../../common/messages.js";
+import type { NamedFd } from "../handover/named-fds.js";
 
 export type SteeringMode = "ports" | "bpf";
 
@@ -36,5 +37,14 @@ export interface ListenerProvider {
   status(): SteeringStatus;
   /** Connections steered per app since start, where the mode counts them (BPF). */
   steeredCounts(): Map<string, number> | undefined;
+  /** Stops steering (BPF: detaches) and closes every socket. */
   closeAll(): void;
+  /**
+   * What the next supervisor (an upgrade) or systemd's fd store needs: fresh
+   * fds under their names (handover/named-fds.ts), which the caller closes once
+   * sent, and in BPF mode which app each socket slot holds.
+   */
+  handover(): { fds: NamedFd[]; apps: { name: string; slot: number }[] };
+  /** Closes this process's fds without detaching anything: for after a hand-over. */
+  release(): void;
 }

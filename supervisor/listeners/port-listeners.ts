@@ -1,8 +1,10 @@
 import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError, isSyscallError } from "../../common/errors.js";
-import { closeFd, listenTcp } from "../../native/index.js";
-import { portListeners, type PortListenerSpec } from "./listener-layout.js";
+import { closeFd, dupFd, listenTcp, socketInode, socketName } from "../../native/index.js";
+import { listeningSockets } from "./listening-sockets.js";
+import { listenerKey, portListeners, type PortListenerSpec } from "./listener-layout.js";
+import { listenerFdName, type NamedFd } from "../handover/named-fds.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 
@@ -19,8 +21,29 @@ export class PortListeners implements ListenerProvider {
   private live = new Map<string, OpenListener>();
   private liveApps: { name: string; ports: number }[] = [];
   private warnedNoIpv6 = false;
+  /** Inherited listening sockets (an upgrade, systemd) by key, until a plan takes them; the rest close at the first commit. */
+  private readonly adoptable = new Map<string, number>();
 
-  constructor(private readonly log: Logger, private readonly bpfOffReason?: string) {}
+  /**
+   * `inherited`: listening sockets a previous supervisor or systemd passed on;
+   * each one the plan needs is used as it is, queue and all, instead of a new
+   * bind. The caller keeps its fds; what is kept is duplicated.
+   */
+  constructor(private readonly log: Logger, private readonly bpfOffReason?: string, inherited: readonly NamedFd[] = []) {
+    const listening = inherited.length > 0 ? new Set(listeningSockets().map((s) => s.inode)) : new Set<number>();
+    for (const { name, fd } of inherited) {
+      let key: string;
+      try {
+        if (!listening.has(socketInode(fd))) throw new Error("not a listening TCP socket");
+        const n = socketName(fd);
+        key = listenerKey(n.address, n.port, n.family);
+      } catch (err) {
+        log.warn({ event: "inherited_fd_unusable", name, reason: (err as Error).message });
+        continue;
+      }
+      if (!this.adoptable.has(key)) this.adoptable.set(key, dupFd(fd));
+    }
+  }
 
   prepare(plan: Plan): PreparedListeners {
     const wanted = portListeners(plan);
@@ -33,7 +56,9 @@ export class PortListeners implements ListenerProvider {
           next.set(spec.key, { spec, fd: existing.fd });
           continue;
         }
-        const fd = this.open(spec);
+        const inherited = this.adoptable.get(spec.key);
+        this.adoptable.delete(spec.key);
+        const fd = inherited ?? this.open(spec);
         if (fd === undefined) continue;
         const l = { spec, fd };
         opened.push(l);
@@ -50,6 +75,9 @@ export class PortListeners implements ListenerProvider {
         if (settled) return;
         settled = true;
         for (const [key, l] of this.live) if (!next.has(key)) closeFd(l.fd);
+        // Inherited sockets no plan has asked for: this supervisor does not serve them.
+        for (const fd of this.adoptable.values()) closeFd(fd);
+        this.adoptable.clear();
         this.live = next;
         this.liveApps = plan.apps.map((a) => ({ name: a.name, ports: a.ports.length }));
       },
@@ -98,6 +126,18 @@ export class PortListeners implements ListenerProvider {
 
   closeAll(): void {
     for (const l of this.live.values()) closeFd(l.fd);
+    for (const fd of this.adoptable.values()) closeFd(fd);
     this.live.clear();
+    this.adoptable.clear();
+  }
+
+  /** Fresh copies of the live sockets under their names, for the caller to send and close. */
+  handover(): { fds: NamedFd[]; apps: [] } {
+    return { fds: [...this.live.values()].map((l) => ({ name: listenerFdName(l.spec.key), fd: dupFd(l.fd) })), apps: [] };
+  }
+
+  /** Nothing is detached in ports mode: letting go is closing. */
+  release(): void {
+    this.closeAll();
   }
 }

@@ -45,7 +45,8 @@ const CLIENT_ERROR_ANSWERS: Record<string, { reason: string; status: string }> =
 };
 
 /** Read-only admin HTTP: /healthz, /status, /metrics. */
-export function startAdmin(sup: Supervisor, host: string, port: number, log: Logger): Promise<http.Server> {
+/** `inheritedFd`: the admin socket a previous supervisor listened on (an upgrade), taken as it is; owned from here on. */
+export function startAdmin(sup: Supervisor, host: string, port: number, log: Logger, inheritedFd?: number): Promise<http.Server> {
   const rejections = new Rejections(
     log,
     "admin_rejected",
@@ -126,9 +127,11 @@ export function startAdmin(sup: Supervisor, host: string, port: number, log: Log
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    const listening = (): void => {
       server.off("error", reject);
       resolve(server);
-    });
+    };
+    if (inheritedFd !== undefined) server.listen({ fd: inheritedFd }, listening);
+    else server.listen(port, host, listening);
   });
 }

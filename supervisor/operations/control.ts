@@ -13,7 +13,20 @@ import { CONTROL_LIMITS, CONTROL_SOCKET, parseControlRequest, type ControlReques
  * The control socket of `switchyard ctl`: mode 0600, and the peer's uid
  * (SO_PEERCRED) must be ours or root's before anything is done.
  */
-export function startControl(sup: Supervisor, runtimeDir: string, log: Logger): Promise<net.Server> {
+export interface ControlServer {
+  server: net.Server;
+  /** Stops accepting; `keepFile`: the socket file is another supervisor's now (an upgrade), left in place. */
+  close(keepFile?: boolean): void;
+}
+
+/** What `ctl upgrade` asks of main.ts: resolves with the successor, or throws why not. */
+export type UpgradeRequest = () => Promise<{ pid: number; generation: number; predecessorPid: number; durationMs: number }>;
+
+/**
+ * `inheritedFd`: the control socket a previous supervisor listened on (an
+ * upgrade), taken as it is (same file, same mode); owned from here on.
+ */
+export function startControl(sup: Supervisor, runtimeDir: string, log: Logger, upgrade: UpgradeRequest, inheritedFd?: number): Promise<ControlServer> {
   const where = unixSocketPath(runtimeDir, CONTROL_SOCKET);
   const ownUid = process.getuid?.() ?? 0;
   const rejections = new Rejections(
@@ -120,12 +133,52 @@ export function startControl(sup: Supervisor, runtimeDir: string, log: Logger): 
       }
       case "status":
         return { ok: true, result: await buildStatus(sup) };
+      case "upgrade": {
+        log.info({ event: "control_upgrade" });
+        try {
+          return { ok: true, result: await upgrade() };
+        } catch (err) {
+          const e = err as { code?: string; message: string };
+          return { ok: false, code: e.code ?? "UPGRADE_FAILED", message: e.message };
+        }
+      }
     }
   }
 
-  fs.rmSync(where.file, { force: true });
+  let keepFile = false;
+  const control: ControlServer = {
+    server,
+    close: (keep = false) => {
+      keepFile = keep;
+      if (!keep) return void server.close();
+      // libuv unlinks the path it bound as it closes, though the socket lives on
+      // in the successor: a second name for it is made first and put back after.
+      const spare = `${where.file}.handover-${process.pid}`;
+      try {
+        fs.linkSync(where.file, spare);
+      } catch {
+        return void server.close();
+      }
+      server.close();
+      fs.renameSync(spare, where.file);
+    },
+  };
   // libuv unlinks the path it bound on close; bound through /proc/self/fd, that path is gone by then.
-  server.on("close", () => fs.rmSync(where.file, { force: true }));
+  server.on("close", () => {
+    if (!keepFile) fs.rmSync(where.file, { force: true });
+  });
+  if (inheritedFd !== undefined) {
+    where.release();
+    // Not bound here, so libuv unlinks nothing on close; the file is removed above unless kept.
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ fd: inheritedFd }, () => {
+        server.off("error", reject);
+        resolve(control);
+      });
+    });
+  }
+  fs.rmSync(where.file, { force: true });
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
       where.release();
@@ -144,7 +197,7 @@ export function startControl(sup: Supervisor, runtimeDir: string, log: Logger): 
           server.close();
           return reject(err as Error);
         }
-        resolve(server);
+        resolve(control);
       });
     } finally {
       process.umask(oldMask);

@@ -40,6 +40,8 @@ export class SupervisorMetrics {
   readonly healthChecks = new Counter({ name: "switchyard_health_checks_total", help: "Active health checks of targets, by result", labelNames: ["app", "target", "result"], registers: [this.registry] });
   readonly reloadDuration = new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   private retired: Snapshot = [];
+  /** What a previous supervisor had counted for its workers (an upgrade): added to every total. */
+  private predecessor: Snapshot = [];
   private readonly tracked = new Map<WorkerProcess, Tracked>();
   private seq = 0;
 
@@ -161,12 +163,49 @@ export class SupervisorMetrics {
     for (const f of [...t.waiters]) f(Infinity);
   }
 
+  /**
+   * Every total counted so far, by this supervisor and all its workers, for a
+   * successor to go on from (an upgrade): counters and histograms of
+   * switchyard_* only (process_* describe a process, not the service).
+   */
+  async totals(): Promise<Snapshot> {
+    const snapshots = await this.workerSnapshots();
+    const own = (await this.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith("switchyard_")) as Snapshot;
+    return totalsOf(aggregateNow([this.retired, this.notOwn(this.predecessor), ...snapshots.values(), own]));
+  }
+
+  /**
+   * A predecessor's totals: its supervisor counters are added to ours (they
+   * count on here), its workers' totals are kept beside ours. Called again
+   * (`update`) as its workers drain and count on: those replace the workers'
+   * part (its supervisor counts nothing more meanwhile).
+   */
+  inherit(totals: Snapshot, update = false): void {
+    const workers: Snapshot = [];
+    for (const family of totalsOf(totals)) {
+      const own = this.registry.getSingleMetric(family.name);
+      if (own === undefined) workers.push(family);
+      else if (!update && own instanceof Counter) for (const v of family.values) own.inc(v.labels as Record<string, string>, v.value);
+    }
+    this.predecessor = workers;
+  }
+
+  /** Families the supervisor registers itself (some only once admin or control start): never merged in twice. */
+  private notOwn(snapshot: Snapshot): Snapshot {
+    return snapshot.filter((f) => this.registry.getSingleMetric(f.name) === undefined);
+  }
+
   async render(): Promise<{ contentType: string; body: string }> {
     const snapshots = await this.workerSnapshots();
-    const workers = AggregatorRegistry.aggregate([this.retired, ...snapshots.values()]);
+    const workers = AggregatorRegistry.aggregate([this.retired, this.notOwn(this.predecessor), ...snapshots.values()]);
     const merged = Registry.merge([workers as Registry, this.registry]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
+}
+
+/** Only what adds up over time: counters and histograms. */
+function totalsOf(snapshot: Snapshot): Snapshot {
+  return snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");
 }
 
 /** prom-client's aggregation, read back synchronously (its registry only wraps plain values). */

@@ -47,7 +47,10 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
   return {
     healthy: sup.pool.healthy(),
     pid: process.pid,
+    version: sup.version,
+    startedAt: new Date(sup.startedAt).toISOString(),
     uptimeSeconds: Math.round((Date.now() - sup.startedAt) / 1000),
+    upgrading: sup.upgrading,
     generation: current?.number ?? null,
     config: sup.options.config,
     steering: { ...steering, apps: steering.apps.map((a) => ({ ...a, ...(steered ? { steered: steered.get(a.name) ?? 0 } : {}) })) },

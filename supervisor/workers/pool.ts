@@ -45,6 +45,16 @@ export class Pool {
 
   constructor(private readonly opts: PoolOptions) {}
 
+  /** Generations go on from a previous supervisor's last (an upgrade, a restart with the fd store). */
+  continueFrom(lastGeneration: number): void {
+    this.nextNumber = Math.max(this.nextNumber, lastGeneration + 1);
+  }
+
+  /** The number of the last generation started, 0 before the first. */
+  get lastNumber(): number {
+    return this.nextNumber - 1;
+  }
+
   /** Starts a generation for `plan`, gates it on health, cuts over. Rejects with nothing changed. */
   async deploy(plan: Plan): Promise<Generation> {
     if (this.stopping) throw new SwitchyardError("RELOAD_FAILED", "shutting down");
@@ -205,15 +215,20 @@ export class Pool {
     return this.generations().flatMap((g) => g.workers()).filter((w) => w.state !== "exited");
   }
 
-  /** Drains everything; resolves once every worker has exited. */
-  stop(): Promise<void> {
+  /**
+   * Drains everything; resolves once every worker has exited. `handedOver`:
+   * another supervisor serves the sockets now, so they are let go of
+   * (release), not closed for everyone (BPF: the link stays attached).
+   */
+  stop(handedOver = false): Promise<void> {
     this.stopping = true;
     for (const [gen, waiter] of this.startWaiters) waiter.reject(new SwitchyardError("RELOAD_FAILED", `generation ${gen.number} abandoned: shutting down`));
     for (const g of this.generations()) {
       g.cancelRestarts();
       for (const w of g.workers()) w.drain();
     }
-    this.opts.provider.closeAll();
+    if (handedOver) this.opts.provider.release();
+    else this.opts.provider.closeAll();
     return new Promise((resolve) => {
       this.exitWaiters.push(resolve);
       this.notifyIfAllExited();

@@ -1,0 +1,146 @@
+// Scenario, run by test/upgrade.test.ts inside `unshare -n` (SCENARIO_MODE ports
+// or bpf, SCENARIO_ROUNDS upgrades): `ctl upgrade` again and again under 8
+// client loops, with long-lived connections opened before the first one; then
+// a failed upgrade (the new supervisor's workers are unhealthy) and one whose
+// new supervisor exits at once. Reports what the clients saw and what is left.
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { runCli } from "../helpers/supervisor.js";
+import { app, config, startLoad } from "../helpers/reload.js";
+import { freePorts, startTarget } from "../helpers/net.js";
+import { allGone, hasExited, runScenario } from "./netns-lib.js";
+
+const mode = process.env.SCENARIO_MODE === "bpf" ? "bpf" : "ports";
+const rounds = Number(process.env.SCENARIO_ROUNDS ?? 20);
+
+/** A connection kept open across the upgrades: each round it must still echo. */
+class LongLived {
+  private readonly socket: net.Socket;
+  private received = "";
+  closed = false;
+
+  constructor(port: number) {
+    this.socket = net.connect(port, "127.0.0.1");
+    this.socket.setEncoding("utf8");
+    this.socket.on("data", (d: string) => (this.received += d));
+    this.socket.on("error", () => undefined);
+    this.socket.on("close", () => (this.closed = true));
+  }
+
+  /** Writes a line and waits for its echo (after the target's tag line). */
+  async echo(text: string, timeoutMs = 5000): Promise<boolean> {
+    if (this.closed) return false;
+    this.socket.write(`${text}\n`);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !this.closed) {
+      if (this.received.includes(`${text}\n`)) return true;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.received.includes(`${text}\n`);
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+}
+
+async function pidsOf(adminPort: number): Promise<{ pid: number; generation: number; version: string; workers: number[] }> {
+  const s = (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as { pid: number; generation: number; version: string; workers: { pid: number | null }[] };
+  return { pid: s.pid, generation: s.generation, version: s.version, workers: s.workers.flatMap((w) => (w.pid === null ? [] : [w.pid])) };
+}
+
+function sumMetric(text: string, name: string): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, "gm"))) sum += Number(m[1]);
+  return sum;
+}
+
+runScenario(async (s) => {
+  // Plain echo targets (startLoad compares whole echoes), closed when the scenario ends.
+  const [a, b] = [await startTarget("a"), await startTarget("b")];
+  const ports = await freePorts(3);
+  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-upgrade-"), "fault");
+  const sup = await s.supervisor({
+    config: config(app("a", ports, [a, b])),
+    workers: 2,
+    steering: mode,
+    // Long enough for the long-lived connections to outlive every upgrade.
+    drainTimeout: 120,
+    env: { SWITCHYARD_FAULT_FILE: faultFile },
+  });
+  const first = await pidsOf(sup.adminPort);
+  const totalBefore = async (): Promise<number> => sumMetric(await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text(), "switchyard_connections_total");
+  const long = ports.map((p) => new LongLived(p));
+  for (const l of long) await l.echo("hello");
+  const load = startLoad(ports, 8, 200_000);
+  await load.progress(100);
+  const totalsBeforeUpgrades = await totalBefore();
+  const upgrades: { code: number | null; ms: number; pid?: number; stderr?: string }[] = [];
+  const supervisors = [first.pid];
+  const workers = [...first.workers];
+  let longEchoes = 0;
+  for (let i = 0; i < rounds; i++) {
+    const began = Date.now();
+    const r = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "upgrade"]);
+    const pid = r.code === 0 ? (JSON.parse(r.stdout) as { pid: number }).pid : undefined;
+    upgrades.push({ code: r.code, ms: Date.now() - began, ...(pid ? { pid } : { stderr: r.stderr }) });
+    if (pid === undefined) break;
+    supervisors.push(pid);
+    workers.push(...(await pidsOf(sup.adminPort)).workers);
+    await load.progress(50);
+    for (const [j, l] of long.entries()) if (await l.echo(`round ${i} conn ${j}`)) longEchoes += 1;
+  }
+  const last = await pidsOf(sup.adminPort);
+
+  // A failed upgrade: the new supervisor's workers never pass their health check.
+  fs.writeFileSync(faultFile, "unhealthy");
+  const unhealthy = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "upgrade"]);
+  // And one whose new supervisor exits as it starts.
+  fs.writeFileSync(faultFile, "upgrade-exit");
+  const exits = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "upgrade"]);
+  fs.rmSync(faultFile);
+  await load.progress(100);
+  const afterFailures = await pidsOf(sup.adminPort);
+
+  const loadResult = await load.stop();
+  // Predecessors still draining report their totals every second: wait (bounded) for them to add up.
+  let totalConnections = 0;
+  for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+    totalConnections = sumMetric(await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text(), "switchyard_connections_total");
+    if (totalConnections >= loadResult.ok) break;
+  }
+  const longClosed = long.filter((l) => l.closed).length;
+  for (const l of long) l.close();
+  // Every predecessor drains its long-lived connections' workers and exits.
+  const predecessors = supervisors.filter((p) => p !== last.pid);
+  const oldWorkers = workers.filter((p) => !last.workers.includes(p));
+  await allGone([...predecessors, ...oldWorkers], 30_000).catch(() => undefined);
+  const leftover = [...predecessors, ...oldWorkers].filter((p) => !hasExited(p));
+  // The last supervisor is not the scenario's child: stopped here, and its workers with it.
+  process.kill(last.pid, "SIGTERM");
+  await allGone([last.pid, ...last.workers], 30_000).catch(() => undefined);
+  const notStopped = [last.pid, ...last.workers].filter((p) => !hasExited(p));
+  for (const p of notStopped) process.kill(p, "SIGKILL");
+  await Promise.all([a.close(), b.close()]);
+  return {
+    mode,
+    upgrades,
+    first: { pid: first.pid, generation: first.generation },
+    last,
+    unhealthy: { code: unhealthy.code, stderr: unhealthy.stderr },
+    exits: { code: exits.code, stderr: exits.stderr },
+    afterFailures: { pid: afterFailures.pid, generation: afterFailures.generation },
+    load: loadResult,
+    longEchoes,
+    longClosed,
+    longExpected: rounds * long.length,
+    totalConnections,
+    leftover,
+    notStopped,
+    handedOverLines: sup.logs.filter((l) => l.event === "upgrade_handed_over").length,
+    failedLines: sup.logs.filter((l) => l.event === "upgrade_failed").map((l) => l.reason),
+    totalsBeforeUpgrades,
+    errors: sup.logs.filter((l) => (l.level as number) >= 50).map((l) => JSON.stringify(l).slice(0, 400)),
+  };
+}, 240_000);
