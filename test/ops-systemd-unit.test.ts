@@ -27,7 +27,8 @@ test("the unit: Type=notify, reload through ctl, restart on failure, stop timeou
   const s = settings(fs.readFileSync(unitSource, "utf8"));
   const one = (k: string) => s.get(k)?.[0];
   t.is(one("Type"), "notify");
-  t.is(one("ExecStart"), "/usr/local/bin/switchyard run --config /etc/switchyard/config.json");
+  t.is(one("ExecStart"), "/usr/local/bin/switchyard run --config /etc/switchyard/config.json --fd-store");
+  t.is(one("FileDescriptorStoreMax"), "16384");
   t.is(one("ExecReload"), "/usr/local/bin/switchyard ctl reload");
   t.is(one("Restart"), "on-failure");
   t.is(one("RuntimeDirectory"), "switchyard");
@@ -61,7 +62,7 @@ test("install.sh with DESTDIR: the tree, the command, the config (kept on reinst
   const config = path.join(destdir, "etc/switchyard/config.json");
   t.deepEqual(JSON.parse(fs.readFileSync(config, "utf8")), JSON.parse(fs.readFileSync(path.join(repoRoot, "config/examples/default.json"), "utf8")));
   const unit = settings(fs.readFileSync(path.join(destdir, "etc/systemd/system/switchyard.service"), "utf8"));
-  t.deepEqual(unit.get("ExecStart"), [`${prefix}/bin/switchyard run --config /etc/switchyard/config.json`]);
+  t.deepEqual(unit.get("ExecStart"), [`${prefix}/bin/switchyard run --config /etc/switchyard/config.json --fd-store`]);
   t.deepEqual(unit.get("ExecReload"), [`${prefix}/bin/switchyard ctl reload`]);
 
   // The installed tree runs on its own: its CLI checks the installed config.
