@@ -205,10 +205,15 @@ export async function runSupervisor(argv: string[]): Promise<number> {
         control?.close(true);
         admin?.close();
         // The draining workers count on: the successor hears the totals every second, and once they have exited.
-        const updates = setInterval(() => void supervisor.metrics.totals().then((m) => successor.update(m)), 1000);
+        const totals = (): Promise<unknown[]> =>
+          supervisor.metrics.totals().catch((err: Error) => {
+            log.warn({ event: "upgrade_totals_failed", reason: err.message });
+            return [];
+          });
+        const updates = setInterval(() => void totals().then((m) => m.length > 0 && successor.update(m)), 1000);
         await supervisor.stop(true);
         clearInterval(updates);
-        successor.finish(await supervisor.metrics.totals());
+        successor.finish(await totals());
         log.info({ event: "supervisor_exited", handed_over_to: successor.pid });
       })().then(stopped);
     },

@@ -45,9 +45,9 @@ for (const mode of ["ports", "bpf"] as const) {
     t.is(r.last.generation, r.first.generation + ROUNDS[mode]);
     t.is(r.longEchoes, r.longExpected, "a long-lived connection stopped answering");
     t.is(r.longClosed, 0);
-    // Totals carried across the hand-overs: they never drop (how close they come to every exchange is logged).
-    t.log(`switchyard_connections_total ${r.totalsBeforeUpgrades} before, ${r.totalConnections} after; the load made ${r.load.ok}`);
-    t.true(r.totalConnections > r.totalsBeforeUpgrades, `switchyard_connections_total ${r.totalConnections} <= ${r.totalsBeforeUpgrades} before the upgrades`);
+    // Totals carried across the hand-overs: every connection the load made is counted (and a few more: the long-lived ones).
+    t.true(r.totalConnections >= r.load.ok, `switchyard_connections_total ${r.totalConnections} < ${r.load.ok} exchanges`);
+    t.true(r.totalConnections <= r.load.ok + r.totalsBeforeUpgrades + 10, `switchyard_connections_total ${r.totalConnections}: counted twice?`);
     // Both failures say why; the supervisor that served goes on, generation unchanged.
     t.is(r.unhealthy.code, 1);
     t.regex(r.unhealthy.stderr, /UPGRADE_FAILED.*(unhealthy|health)/i);

@@ -104,7 +104,8 @@ export async function startSuccessor(src: UpgradeSource): Promise<Successor> {
       becameMain: () => channel.send({ type: "main" } satisfies ToSuccessor),
       update: (metrics) => channel.send({ type: "totals", metrics } satisfies ToSuccessor),
       finish: (metrics) => {
-        channel.send({ type: "totals", metrics } satisfies ToSuccessor);
+        // Nothing to report (its totals could not be read): the last ones sent stand.
+        if (metrics.length > 0) channel.send({ type: "totals", metrics } satisfies ToSuccessor);
         channel.close();
       },
     };

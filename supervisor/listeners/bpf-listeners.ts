@@ -48,6 +48,8 @@ export class BpfListeners implements ListenerProvider {
    * live on in draining workers. Pruned to what /proc still lists at each check.
    */
   private readonly ownInodes = new Set<number>();
+  /** release() has run: the steering object is closed here, its state lives on elsewhere. */
+  private released = false;
   private readonly freeSlots: number[] = Array.from({ length: STEER_SOCKETS_MAX }, (_, i) => STEER_SOCKETS_MAX - 1 - i);
 
   /**
@@ -224,7 +226,9 @@ export class BpfListeners implements ListenerProvider {
     return { mode: this.mode, sockets: this.live.size, apps: this.liveApps };
   }
 
-  steeredCounts(): Map<string, number> {
+  steeredCounts(): Map<string, number> | undefined {
+    // Handed over: the counters map counts on, and the successor reports it.
+    if (this.released) return undefined;
     const counters = this.steering.counters();
     const out = new Map<string, number>();
     for (const s of this.live.values()) out.set(s.name, counters.get(s.slot)?.steered ?? 0);
@@ -252,6 +256,7 @@ export class BpfListeners implements ListenerProvider {
 
   /** Lets go of everything without detaching: the link and sockets live on where they were handed. */
   release(): void {
+    this.released = true;
     this.steering.release();
     for (const s of this.live.values()) closeFd(s.fd);
     this.live.clear();
