@@ -101,6 +101,12 @@ test("systemd-analyze verify accepts the unit as installed", async (t) => {
   t.is(verify.code, 0, verify.stderr);
   t.is(verify.stderr.trim(), "", "no warnings");
 
+  // The example socket unit (socket activation) is well-formed next to the service.
+  fs.copyFileSync(path.join(repoRoot, "systemd/switchyard.socket"), path.join(root, "units/switchyard.socket"));
+  const socketVerify = await run("systemd-analyze", ["verify", path.join(root, "units/switchyard.socket")]);
+  t.is(socketVerify.code, 0, socketVerify.stderr);
+  t.is(socketVerify.stderr.trim(), "", "no warnings for the socket unit");
+
   // The check can fail: a misspelt setting is reported.
   const broken = path.join(root, "units/switchyard-broken.service");
   fs.writeFileSync(broken, fs.readFileSync(unit, "utf8").replace("KillMode=mixed", "KillMode=gently"));

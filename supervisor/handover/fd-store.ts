@@ -41,7 +41,7 @@ export class FdStore {
     } catch (err) {
       this.log.warn({ event: "fd_store_state_failed", reason: (err as Error).message });
     }
-    const wanted = new Map(fds.filter((f) => validFdName(f.name)).map((f) => [f.name, f.fd]));
+    const wanted = new Map(fds.filter((f) => validFdName(f.name) && !f.external).map((f) => [f.name, f.fd]));
     let added = 0;
     let removed = 0;
     try {

@@ -5,6 +5,8 @@ import { closeFd, dupFd } from "../../native/index.js";
 export interface NamedFd {
   name: string;
   fd: number;
+  /** Passed by systemd on every start anyway (a socket unit's): never put in the fd store. */
+  external?: boolean;
 }
 
 /**
@@ -34,6 +36,11 @@ export function listenerFdName(key: string): string {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(key);
   if (!m) throw new Error(`not a listener key: ${key}`);
   return `tcp-${m[1]!.replace(/:/g, "_")}-${m[2]}`;
+}
+
+/** Whether a listener's name is one this supervisor gives (not a socket unit's FileDescriptorName=). */
+export function isOwnListenerName(name: string): boolean {
+  return name.startsWith("tcp-");
 }
 
 export function appFdName(slot: number): string {

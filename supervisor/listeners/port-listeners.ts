@@ -4,7 +4,7 @@ import { SwitchyardError, isSyscallError } from "../../common/errors.js";
 import { closeFd, dupFd, listenTcp, socketInode, socketName } from "../../native/index.js";
 import { listeningSockets } from "./listening-sockets.js";
 import { listenerKey, portListeners, type PortListenerSpec } from "./listener-layout.js";
-import { listenerFdName, type NamedFd } from "../handover/named-fds.js";
+import { isOwnListenerName, listenerFdName, type NamedFd } from "../handover/named-fds.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 
@@ -23,6 +23,8 @@ export class PortListeners implements ListenerProvider {
   private warnedNoIpv6 = false;
   /** Inherited listening sockets (an upgrade, systemd) by key, until a plan takes them; the rest close at the first commit. */
   private readonly adoptable = new Map<string, number>();
+  /** Keys of listeners a socket unit passes (systemd hands them to every start): kept out of the fd store. */
+  private readonly external = new Set<string>();
 
   /**
    * `inherited`: listening sockets a previous supervisor or systemd passed on;
@@ -41,7 +43,9 @@ export class PortListeners implements ListenerProvider {
         log.warn({ event: "inherited_fd_unusable", name, reason: (err as Error).message });
         continue;
       }
-      if (!this.adoptable.has(key)) this.adoptable.set(key, dupFd(fd));
+      if (this.adoptable.has(key)) continue;
+      this.adoptable.set(key, dupFd(fd));
+      if (!isOwnListenerName(name)) this.external.add(key);
     }
   }
 
@@ -133,7 +137,11 @@ export class PortListeners implements ListenerProvider {
 
   /** Fresh copies of the live sockets under their names, for the caller to send and close. */
   handover(): { fds: NamedFd[]; apps: [] } {
-    return { fds: [...this.live.values()].map((l) => ({ name: listenerFdName(l.spec.key), fd: dupFd(l.fd) })), apps: [] };
+    return {
+      // A socket unit's listener keeps that status in an upgrade: "ext-" is not one of our names.
+      fds: [...this.live.values()].map((l) => (this.external.has(l.spec.key) ? { name: `ext-${listenerFdName(l.spec.key)}`, fd: dupFd(l.fd), external: true } : { name: listenerFdName(l.spec.key), fd: dupFd(l.fd) })),
+      apps: [],
+    };
   }
 
   /** Nothing is detached in ports mode: letting go is closing. */

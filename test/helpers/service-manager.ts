@@ -20,6 +20,8 @@ export interface ManagerOptions {
   restartDelayMs?: number;
   /** FileDescriptorStoreMax=. */
   fdStoreMax?: number;
+  /** A socket unit's listening sockets: passed first on every start, under their FileDescriptorName=. */
+  sockets?: { name: string; fd: number }[];
 }
 
 interface Stored {
@@ -54,7 +56,7 @@ export class ServiceManager {
 
   /** Starts the service (ExecStart) with whatever the store holds. */
   start(): void {
-    const fds = [...this.store];
+    const fds = [...(this.opts.sockets ?? []), ...this.store];
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env, NOTIFY_SOCKET: this.notifyPath };
     if (fds.length > 0) {
       env.LISTEN_FDS = String(fds.length);
