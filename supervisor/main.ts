@@ -161,12 +161,14 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   supervisor.onReloadEnd = () => notifier.ready(supervisor);
   supervisor.rememberFile = () => watch.remember();
   if (inheritance) supervisor.pool.continueFrom(inheritance.generation);
+  if (inheritance?.counters) supervisor.counters.adopt(inheritance.counters.fd, inheritance.counters);
   if (predecessor) {
+    void predecessor.gone.then(() => supervisor.counters.releaseInherited());
     supervisor.metrics.inherit(predecessor.counters as never);
     supervisor.prober.adopt(predecessor.targetStates);
     predecessor.onTotals = (m) => supervisor.metrics.inherit(m as never, true);
   }
-  const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock);
+  const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock && n !== FD_NAMES.counters);
   const fdStore = new FdStore(notifier, log, storeHolds);
   let handedOver = false;
   /** systemd takes fds (and anything else) only from the unit's main process: a successor waits to be it. */
@@ -187,7 +189,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     supervisor,
     log,
     specials: () => {
-      const fds: NamedFd[] = [{ name: FD_NAMES.lock, fd: dupFd(lockFd) }];
+      const fds: NamedFd[] = [{ name: FD_NAMES.lock, fd: dupFd(lockFd) }, { name: FD_NAMES.counters, fd: dupFd(supervisor.counters.fd) }];
       const controlFd = control && serverFd(control.server);
       const adminFd = admin && serverFd(admin);
       if (controlFd !== undefined) fds.push({ name: FD_NAMES.control, fd: dupFd(controlFd) });

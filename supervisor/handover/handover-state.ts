@@ -11,6 +11,8 @@ export interface HandoverState {
   apps: { name: string; slot: number }[];
   /** The last generation started: the next supervisor goes on from it. */
   generation: number;
+  /** Upgrade only: the MaxConnections table (fd "counters") and who counts where in it. */
+  counters?: { slots: { name: string; slot: number }[]; rows: number[] };
 }
 
 /** The state, or why `value` is not one (a state written by another version, a damaged memfd). */
@@ -25,7 +27,14 @@ export function parseHandoverState(value: unknown): HandoverState | string {
     const app = a as Record<string, unknown>;
     if (typeof app !== "object" || app === null || typeof app.name !== "string" || !Number.isInteger(app.slot)) return "an app without a string name and a whole-number slot";
   }
-  return { version: 1, mode: v.mode, generation: v.generation as number, apps: (v.apps as { name: string; slot: number }[]).map((a) => ({ name: a.name, slot: a.slot })) };
+  const state: HandoverState = { version: 1, mode: v.mode, generation: v.generation as number, apps: (v.apps as { name: string; slot: number }[]).map((a) => ({ name: a.name, slot: a.slot })) };
+  const c = v.counters as { slots?: unknown; rows?: unknown } | undefined;
+  if (c !== undefined) {
+    const slots = Array.isArray(c.slots) ? (c.slots as { name?: unknown; slot?: unknown }[]).filter((x) => typeof x?.name === "string" && Number.isInteger(x.slot)) : [];
+    const rows = Array.isArray(c.rows) ? (c.rows as unknown[]).filter((r): r is number => Number.isInteger(r)) : [];
+    state.counters = { slots: slots as { name: string; slot: number }[], rows };
+  }
+  return state;
 }
 
 /** A memfd holding the state as JSON, close-on-exec, owned by the caller. */

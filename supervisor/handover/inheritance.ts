@@ -13,6 +13,8 @@ export interface Inheritance {
   control: number | undefined;
   admin: number | undefined;
   lock: number | undefined;
+  /** Upgrade only: the MaxConnections table and who counts where in it. */
+  counters: { fd: number; slots: { name: string; slot: number }[]; rows: number[] } | undefined;
   /** The last generation the previous supervisor started (0: unknown). */
   generation: number;
   /** Every name received: what systemd's fd store holds now. */
@@ -63,6 +65,7 @@ export function sortInheritance(from: Inheritance["from"], fds: NamedFd[], inlin
     control: byName.get(FD_NAMES.control),
     admin: byName.get(FD_NAMES.admin),
     lock: byName.get(FD_NAMES.lock),
+    counters: byName.has(FD_NAMES.counters) && state?.counters ? { fd: byName.get(FD_NAMES.counters)!, ...state.counters } : undefined,
     generation: state?.generation ?? 0,
     names: new Set(fds.map((f) => f.name)),
     all: fds,

@@ -17,6 +17,7 @@ export interface NamedFd {
  *   bpf-link, bpf-sockets, bpf-ports, bpf-counters   BPF mode, the sk_lookup link and maps
  *   state                   a memfd: what the fds are for, beyond their names (handover-state.ts)
  *   control, admin, lock    upgrade only: the control and admin sockets, the runtime dir's lock
+ *   counters                upgrade only: the memfd of the MaxConnections table
  * Anything else (a socket unit's FileDescriptorName=) is taken for a listening socket
  * and matched to the config by its address and port.
  */
@@ -25,6 +26,7 @@ export const FD_NAMES = {
   control: "control",
   admin: "admin",
   lock: "lock",
+  counters: "counters",
   bpfLink: "bpf-link",
   bpfSockets: "bpf-sockets",
   bpfPorts: "bpf-ports",

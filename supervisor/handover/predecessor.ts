@@ -22,6 +22,8 @@ export interface Predecessor {
   failed(err: SwitchyardError): Promise<void>;
   /** Resolves when the predecessor says this process is the service's main one, or has gone. */
   readonly main: Promise<void>;
+  /** Resolves once the predecessor has exited (its channel closed): its workers are gone too. */
+  readonly gone: Promise<void>;
   /** Called with the predecessor's totals as its workers drain, the last time once they have exited. */
   onTotals: (metrics: CounterSnapshot) => void;
 }
@@ -40,6 +42,8 @@ export async function receiveHandover(log: Logger): Promise<Predecessor> {
   closeFd(UPGRADE_HANDOFF_FD);
   let onMain!: () => void;
   const main = new Promise<void>((resolve) => (onMain = resolve));
+  let onGone!: () => void;
+  const gone = new Promise<void>((resolve) => (onGone = resolve));
   let hello: (value: unknown) => void = () => undefined;
   const first = new Promise<unknown>((resolve) => (hello = resolve));
   const pred: Partial<Predecessor> & { onTotals: (m: CounterSnapshot) => void } = { onTotals: () => undefined };
@@ -55,6 +59,7 @@ export async function receiveHandover(log: Logger): Promise<Predecessor> {
     close: () => {
       hello(undefined);
       onMain();
+      onGone();
     },
   });
   const timer = setTimeout(() => hello(undefined), HANDOVER_TIMEOUT_MS);
@@ -88,6 +93,7 @@ export async function receiveHandover(log: Logger): Promise<Predecessor> {
     counters: msg.metrics,
     targetStates: msg.targetStates,
     main,
+    gone,
     serving: (generation: number) => void send({ type: "serving", pid: process.pid, generation }),
     failed: (err: SwitchyardError) => send({ type: "failed", code: err.code, message: err.message }),
   }) as Predecessor;

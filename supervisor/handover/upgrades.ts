@@ -57,7 +57,7 @@ export class Upgrades {
       successor = await startSuccessor({
         handover: () => {
           const h = sup.handover();
-          return { fds: [...h.fds, ...this.o.specials()], state: h.state };
+          return { fds: [...h.fds, ...this.o.specials()], state: { ...h.state, counters: sup.counters.handover() } };
         },
         counters: () => sup.metrics.totals(),
         targetStates: () => sup.prober.states(),

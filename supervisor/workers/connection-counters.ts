@@ -1,5 +1,12 @@
 import type { Plan } from "../../config/plan.js";
-import { COUNTER_ROWS, COUNTER_SLOTS, CounterTable } from "../../native/index.js";
+import { closeFd, COUNTER_ROWS, COUNTER_SLOTS, CounterTable, dupFd } from "../../native/index.js";
+
+/** What a successor (an upgrade) needs to count on in the same table. */
+export interface CountersHandover {
+  slots: { name: string; slot: number }[];
+  /** Rows of the predecessor's workers, still counting while they drain. */
+  rows: number[];
+}
 
 /** What a worker needs to count its connections against its apps' MaxConnections. */
 export interface WorkerCounters {
@@ -17,10 +24,39 @@ export interface WorkerCounters {
  * settled and reused once their worker has exited.
  */
 export class ConnectionCounters {
-  readonly fd = CounterTable.create();
-  readonly table = new CounterTable(this.fd);
+  fd = CounterTable.create();
+  table = new CounterTable(this.fd);
   private readonly slots = new Map<string, number>();
-  private readonly freeRows = Array.from({ length: COUNTER_ROWS }, (_, i) => COUNTER_ROWS - 1 - i);
+  private freeRows = Array.from({ length: COUNTER_ROWS }, (_, i) => COUNTER_ROWS - 1 - i);
+  /** The predecessor's rows, settled once it has gone (its workers with it). */
+  private inheritedRows: number[] = [];
+
+  /**
+   * Counts on in a predecessor's table (an upgrade), before any worker starts:
+   * its draining workers' connections still count against every app's limit.
+   * `fd` stays the caller's.
+   */
+  adopt(fd: number, h: CountersHandover): void {
+    closeFd(this.fd);
+    this.fd = dupFd(fd);
+    this.table = new CounterTable(this.fd);
+    for (const { name, slot } of h.slots) if (slot >= 0 && slot < COUNTER_SLOTS) this.slots.set(name, slot);
+    const taken = new Set(h.rows.filter((r) => r >= 0 && r < COUNTER_ROWS));
+    this.freeRows = this.freeRows.filter((r) => !taken.has(r));
+    this.inheritedRows = [...taken];
+  }
+
+  /** The predecessor has exited: nothing of its workers counts any more. */
+  releaseInherited(): void {
+    for (const row of this.inheritedRows.splice(0)) this.release(row);
+  }
+
+  /** What a successor needs: which app counts in which slot, and the rows still in use. */
+  handover(): CountersHandover {
+    const free = new Set(this.freeRows);
+    const rows = Array.from({ length: COUNTER_ROWS }, (_, i) => i).filter((r) => !free.has(r));
+    return { slots: [...this.slots].map(([name, slot]) => ({ name, slot })), rows };
+  }
 
   /** A row and the plan's slots for a new worker; undefined when every row is taken (the worker then enforces no app limit). */
   forWorker(plan: Plan, livePlans: () => Plan[]): WorkerCounters | undefined {

@@ -1,0 +1,62 @@
+// An upgrade hands over the MaxConnections table too: the connections the old
+// supervisor's workers still carry while they drain count against the app's
+// limit in the new one, and are given back as they close.
+import test from "ava";
+import net from "node:net";
+import { once } from "node:events";
+import { runCli, startSupervisor } from "./helpers/supervisor.js";
+import { exchange, freePorts, startTarget } from "./helpers/net.js";
+
+const MAX = 3;
+
+async function held(port: number): Promise<net.Socket> {
+  const s = net.connect(port, "127.0.0.1");
+  s.on("error", () => undefined);
+  s.write("ping");
+  const first = await Promise.race([once(s, "data").then(() => "data"), once(s, "close").then(() => "close")]);
+  if (first !== "data") throw new Error("the connection was closed instead of carried");
+  return s;
+}
+
+const carried = async (port: number): Promise<boolean> => (await exchange(port, "probe").catch(() => Buffer.alloc(0))).toString() === "probe";
+
+const gone = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
+
+test("MaxConnections holds across an upgrade: the predecessor's open connections count in the successor", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "capped", Ports: [port], Addresses: ["127.0.0.1"], Targets: [`127.0.0.1:${target.port}`], MaxConnections: MAX }] }, workers: 1, drainTimeout: 60, args: ["--access-log", "off"] });
+  const open: net.Socket[] = [];
+  let successor = 0;
+  t.teardown(async () => {
+    for (const s of open) s.destroy();
+    await sup.stop();
+    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
+    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await target.close();
+  });
+  for (let i = 0; i < MAX; i++) open.push(await held(port));
+  t.false(await carried(port), "the limit holds before the upgrade");
+
+  const r = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "upgrade"]);
+  t.is(r.code, 0, r.stderr);
+  successor = (JSON.parse(r.stdout) as { pid: number }).pid;
+  // The old supervisor drains (its workers hold the 3); the new one serves, and knows they are open.
+  t.false(await carried(port), "the successor admitted a connection over the app's limit");
+  open.shift()!.destroy();
+  let admitted = false;
+  for (const until = Date.now() + 5000; !admitted && Date.now() < until; ) admitted = await carried(port);
+  t.true(admitted, "a place given back by a draining connection is not seen by the successor");
+  for (const s of open.splice(0)) s.destroy();
+  // Once the predecessor has exited, its rows are settled: the full limit is the successor's.
+  await sup.exited;
+  for (let i = 0; i < MAX; i++) open.push(await held(port));
+  t.false(await carried(port));
+});
