@@ -74,10 +74,20 @@ export async function startSuccessor(src: UpgradeSource): Promise<Successor> {
       else settle({ type: "failed", code: "UPGRADE_FAILED", message: `unexpected message from the successor: ${JSON.stringify(m).slice(0, 200)}` });
     },
     invalid: (reason) => settle({ type: "failed", code: "UPGRADE_FAILED", message: `the successor wrote ${reason}` }),
-    close: () => undefined,
+    // A "failed" it wrote as it exited is read before its exit is taken for the outcome.
+    close: () => {
+      channelClosed = true;
+      if (exitedHow !== undefined) settle({ type: "exit", how: exitedHow });
+    },
   });
+  let channelClosed = false;
+  let exitedHow: string | undefined;
   child.once("error", (err) => settle({ type: "exit", how: `cannot start: ${err.message}` }));
-  child.once("exit", (code, signal) => settle({ type: "exit", how: signal ? `killed by ${signal}` : `exit code ${code}` }));
+  child.once("exit", (code, signal) => {
+    exitedHow = signal ? `killed by ${signal}` : `exit code ${code}`;
+    if (channelClosed) settle({ type: "exit", how: exitedHow });
+    else setTimeout(() => settle({ type: "exit", how: exitedHow! }), 1000).unref();
+  });
   const timer = setTimeout(() => settle({ type: "timeout" }), src.deadlineMs);
 
   let handed: NamedFd[] = [];
