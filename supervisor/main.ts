@@ -231,7 +231,10 @@ export async function runSupervisor(argv: string[]): Promise<number> {
       await watch.close();
       // Admin and control answer until the end: /healthz says 503 while the
       // workers drain, and `ctl status` shows what is still open.
-      await supervisor.stop(!owner);
+      // With the fd store, systemd holds the sockets and the BPF link for the next
+      // start (`systemctl restart`): detaching here would sever its copy. A stop
+      // that empties the store detaches the link with the last fd.
+      await supervisor.stop(!owner || (options.fdStore && fdStore.enabled));
       control?.close(!owner);
       admin?.close();
       log.info({ event: "supervisor_exited" });

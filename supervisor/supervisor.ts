@@ -154,11 +154,14 @@ export class Supervisor {
     return { fds: h.fds, state: { version: 1, mode: this.provider.mode, apps: h.apps, generation: this.pool.lastNumber } };
   }
 
-  /** `handedOver`: a successor serves the sockets now; they are let go of, not closed (pool.ts). */
-  async stop(handedOver = false): Promise<void> {
-    this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs, handed_over: handedOver });
+  /**
+   * `release`: another process holds the sockets and the BPF link now (a
+   * successor, systemd's fd store); they are let go of, not closed or detached (pool.ts).
+   */
+  async stop(release = false): Promise<void> {
+    this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs, release });
     this.prober.stop();
-    await this.pool.stop(handedOver);
+    await this.pool.stop(release);
     await this.accessLog.close();
   }
 }

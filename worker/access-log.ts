@@ -13,7 +13,11 @@ export class AccessLog {
 
   static fromEnv(): AccessLog {
     const fd = Number(process.env.SWITCHYARD_ACCESS_LOG_FD);
-    return new AccessLog(Number.isInteger(fd) && fd > 2 ? fs.createWriteStream("", { fd, autoClose: true }) : undefined);
+    if (!Number.isInteger(fd) || fd <= 2) return new AccessLog(undefined);
+    const stream = fs.createWriteStream("", { fd, autoClose: true });
+    // EPIPE once the supervisor is gone (a crash): the lines are lost, the connections must not be.
+    stream.on("error", () => undefined);
+    return new AccessLog(stream);
   }
 
   get enabled(): boolean {
@@ -21,7 +25,7 @@ export class AccessLog {
   }
 
   write(r: ConnectionRecord): void {
-    if (!this.stream) return;
+    if (!this.stream || this.stream.destroyed) return;
     this.stream.write(
       JSON.stringify({
         time: new Date(r.startedAt + r.durationMs).toISOString(),

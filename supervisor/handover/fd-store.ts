@@ -18,7 +18,9 @@ export class FdStore {
   private readonly stored: Set<string>;
 
   constructor(private readonly notifier: SystemdNotifier, private readonly log: Logger, inheritedNames: Iterable<string> = []) {
-    this.stored = new Set(inheritedNames);
+    // "state" is always taken to be there: an upgrade's successor gets it inline, not among the
+    // fds, yet the predecessor stored one. Removing a name the store lacks does nothing.
+    this.stored = new Set([...inheritedNames, FD_NAMES.state]);
   }
 
   get enabled(): boolean {

@@ -62,6 +62,7 @@ export async function receiveHandover(log: Logger): Promise<Predecessor> {
       onGone();
     },
   });
+  channel.send({ type: "started", pid: process.pid } satisfies ToPredecessor);
   const timer = setTimeout(() => hello(undefined), HANDOVER_TIMEOUT_MS);
   const msg = (await first) as { state: unknown; metrics: CounterSnapshot; targetStates: TargetState[]; predecessorPid: number } | undefined;
   clearTimeout(timer);

@@ -21,6 +21,8 @@ export type ToSuccessor =
   | { type: "totals"; metrics: CounterSnapshot };
 
 export type ToPredecessor =
+  /** The successor runs (its first words): its pid, for a stop should it fail. */
+  | { type: "started"; pid: number }
   /** The successor's first generation serves on the handed-over sockets. */
   | { type: "serving"; pid: number; generation: number }
   | { type: "failed"; code: string; message: string };
@@ -37,6 +39,7 @@ export function isToSuccessor(v: unknown): v is ToSuccessor {
 export function isToPredecessor(v: unknown): v is ToPredecessor {
   const m = v as { type?: unknown; pid?: unknown; generation?: unknown; code?: unknown; message?: unknown };
   if (typeof v !== "object" || v === null) return false;
+  if (m.type === "started") return Number.isInteger(m.pid);
   if (m.type === "serving") return Number.isInteger(m.pid) && Number.isInteger(m.generation);
   if (m.type === "failed") return typeof m.code === "string" && typeof m.message === "string";
   return false;

@@ -44,6 +44,25 @@ function ownCommand(): { file: string; args: string[] } {
  * serves; rejects (UPGRADE_FAILED) if it exits, reports a failure or misses the
  * deadline, having stopped it: this supervisor has let go of nothing.
  */
+/** TERM, then KILL if it has not exited (its channel closed) within 10 s. */
+function stopSuccessor(pid: number, channel: Channel): void {
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // Already gone.
+    }
+  };
+  signal("SIGTERM");
+  const hung = setTimeout(() => signal("SIGKILL"), 10_000).unref();
+  const done = setInterval(() => {
+    if (!channel.connected) {
+      clearTimeout(hung);
+      clearInterval(done);
+    }
+  }, 100).unref();
+}
+
 export async function startSuccessor(src: UpgradeSource): Promise<Successor> {
   const [chanOurs, chanTheirs] = socketPair();
   let handoffOurs: number, handoffTheirs: number;
@@ -56,37 +75,35 @@ export async function startSuccessor(src: UpgradeSource): Promise<Successor> {
   }
   const { file, args } = ownCommand();
   const started = Date.now();
-  let child;
+  // Through a shell that starts it in the background and exits at once: the
+  // successor is then the service manager's child (re-parented to it), not
+  // ours, by the time we say MAINPID=. systemd marks a main process that is
+  // not its child "alien", and stops one by SIGKILL without waiting for it.
+  let shell;
   try {
-    child = spawn(file, args, { stdio: ["inherit", "inherit", "inherit", chanTheirs, handoffTheirs], env: { ...process.env, [UPGRADE_ENV]: "1" } });
+    shell = spawn("/bin/sh", ["-c", '"$@" &', "sh", file, ...args], { stdio: ["inherit", "inherit", "inherit", chanTheirs, handoffTheirs], env: { ...process.env, [UPGRADE_ENV]: "1" } });
   } finally {
     closeFd(chanTheirs);
     closeFd(handoffTheirs);
   }
-  const log = src.log.child({ successor_pid: child.pid });
-  log.info({ event: "upgrade_started", command: [file, ...args].join(" ") });
+  shell.once("error", () => undefined);
+  src.log.info({ event: "upgrade_started", command: [file, ...args].join(" ") });
+  let log = src.log;
+  let successorPid: number | undefined;
 
-  let settle!: (m: ToPredecessor | { type: "exit"; how: string } | { type: "timeout" }) => void;
-  const outcome = new Promise<ToPredecessor | { type: "exit"; how: string } | { type: "timeout" }>((resolve) => (settle = resolve));
+  type Outcome = Exclude<ToPredecessor, { type: "started" }> | { type: "exit" } | { type: "timeout" };
+  let settle!: (m: Outcome) => void;
+  const outcome = new Promise<Outcome>((resolve) => (settle = resolve));
   const channel = new Channel(chanOurs, {
     message: (m) => {
-      if (isToPredecessor(m)) settle(m);
-      else settle({ type: "failed", code: "UPGRADE_FAILED", message: `unexpected message from the successor: ${JSON.stringify(m).slice(0, 200)}` });
+      if (!isToPredecessor(m)) return settle({ type: "failed", code: "UPGRADE_FAILED", message: `unexpected message from the successor: ${JSON.stringify(m).slice(0, 200)}` });
+      if (m.type !== "started") return settle(m);
+      successorPid = m.pid;
+      log = src.log.child({ successor_pid: m.pid });
     },
     invalid: (reason) => settle({ type: "failed", code: "UPGRADE_FAILED", message: `the successor wrote ${reason}` }),
-    // A "failed" it wrote as it exited is read before its exit is taken for the outcome.
-    close: () => {
-      channelClosed = true;
-      if (exitedHow !== undefined) settle({ type: "exit", how: exitedHow });
-    },
-  });
-  let channelClosed = false;
-  let exitedHow: string | undefined;
-  child.once("error", (err) => settle({ type: "exit", how: `cannot start: ${err.message}` }));
-  child.once("exit", (code, signal) => {
-    exitedHow = signal ? `killed by ${signal}` : `exit code ${code}`;
-    if (channelClosed) settle({ type: "exit", how: exitedHow });
-    else setTimeout(() => settle({ type: "exit", how: exitedHow! }), 1000).unref();
+    // Its end of the channel closes when it exits (nothing else holds it): a "failed" it wrote first has been read.
+    close: () => settle({ type: "exit" }),
   });
   const timer = setTimeout(() => settle({ type: "timeout" }), src.deadlineMs);
 
@@ -121,16 +138,12 @@ export async function startSuccessor(src: UpgradeSource): Promise<Successor> {
     };
   }
   const reason =
-    result.type === "exit" ? `the new supervisor exited before it served (${result.how})`
+    result.type === "exit" ? "the new supervisor exited before it served"
     : result.type === "timeout" ? `the new supervisor did not serve within ${src.deadlineMs} ms`
     : `the new supervisor failed: ${result.code}: ${result.message}`;
   // It stops its own workers on TERM, and never detaches what it was handed.
-  if (child.exitCode === null && child.signalCode === null) {
-    child.kill("SIGTERM");
-    const hung = setTimeout(() => child.kill("SIGKILL"), 10_000).unref();
-    child.once("exit", () => clearTimeout(hung));
-  }
-  channel.close();
+  if (successorPid !== undefined && result.type !== "exit") stopSuccessor(successorPid, channel);
+  else channel.close();
   log.error({ event: "upgrade_failed", reason });
   throw new SwitchyardError("UPGRADE_FAILED", `${reason}; this supervisor (pid ${process.pid}) keeps serving`);
 }

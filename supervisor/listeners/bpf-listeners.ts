@@ -59,9 +59,9 @@ export class BpfListeners implements ListenerProvider {
    * inherited fds stay the caller's; what is kept is duplicated.
    */
   constructor(private readonly log: Logger, inherited?: InheritedBpf) {
-    this.steering = Steering.load(undefined, inherited?.steering);
+    this.steering = BpfListeners.load(inherited, log);
     try {
-      if (inherited?.steering.link === undefined) this.steering.attach();
+      if (inherited?.steering.link === undefined || !this.steering.linkInfo()) this.steering.attach();
       if (inherited) this.adopt(inherited);
     } catch (err) {
       for (const s of this.live.values()) closeFd(s.fd);
@@ -69,6 +69,22 @@ export class BpfListeners implements ListenerProvider {
       if (inherited) this.steering.release();
       else this.steering.close();
       throw err;
+    }
+  }
+
+  /**
+   * An inherited link that has been detached meanwhile (a supervisor that
+   * stopped without the fd store) cannot take the new program (ENOLINK): the
+   * maps are still taken over, and a new link is attached.
+   */
+  private static load(inherited: InheritedBpf | undefined, log: Logger): Steering {
+    try {
+      return Steering.load(undefined, inherited?.steering);
+    } catch (err) {
+      if (inherited?.steering.link === undefined || !isSyscallError(err) || err.code !== "ENOLINK") throw err;
+      log.warn({ event: "steering_link_gone", reason: "the inherited BPF link was detached; attaching a new one" });
+      const { link: _gone, ...maps } = inherited.steering;
+      return Steering.load(undefined, maps);
     }
   }
 

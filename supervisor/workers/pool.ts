@@ -216,18 +216,18 @@ export class Pool {
   }
 
   /**
-   * Drains everything; resolves once every worker has exited. `handedOver`:
-   * another supervisor serves the sockets now, so they are let go of
-   * (release), not closed for everyone (BPF: the link stays attached).
+   * Drains everything; resolves once every worker has exited. `release`:
+   * another process holds the sockets now (a successor, systemd's fd store),
+   * so they are let go of, not closed for everyone (BPF: the link stays attached).
    */
-  stop(handedOver = false): Promise<void> {
+  stop(release = false): Promise<void> {
     this.stopping = true;
     for (const [gen, waiter] of this.startWaiters) waiter.reject(new SwitchyardError("RELOAD_FAILED", `generation ${gen.number} abandoned: shutting down`));
     for (const g of this.generations()) {
       g.cancelRestarts();
       for (const w of g.workers()) w.drain();
     }
-    if (handedOver) this.opts.provider.release();
+    if (release) this.opts.provider.release();
     else this.opts.provider.closeAll();
     return new Promise((resolve) => {
       this.exitWaiters.push(resolve);

@@ -35,7 +35,9 @@ async function main(): Promise<unknown> {
   const configPath = path.join(dir, "config.json");
   writeJson(configPath, config(app("a", ports, [target])));
   const manager = new ServiceManager({
-    args: ["--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", path.join(dir, "run"), "--workers", "2", "--steering", mode, "--fd-store", "--access-log", "off"],
+    args: ["--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", path.join(dir, "run"), "--workers", "2", "--steering", mode, "--fd-store", "--access-log", "off",
+      // A worker whose supervisor is gone drains this long: past every kill of this scenario, however slow the machine.
+      "--drain-timeout", "120"],
     restartDelayMs: 100,
   });
   manager.start();
