@@ -35,7 +35,7 @@ test("a socket unit's listener is served as it is, kept out of the fd store, and
   const onPort = listeningSockets().filter((s) => s.port === port);
   t.deepEqual(onPort.map((s) => s.inode), [inode]);
   // The port the unit did not open, the supervisor bound itself; only that one goes to the store.
-  await manager.waitFor((l) => l.event === "fd_store_updated");
+  await manager.waitFor((l) => l.event === "fd_store_updated", 20_000, 0);
   t.deepEqual(manager.storedNames().sort(), ["state", `tcp-127.0.0.1-${own}`]);
 
   const load = startLoad([port, own], 4, 60_000);
