@@ -166,7 +166,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     void predecessor.gone.then(() => supervisor.counters.releaseInherited());
     supervisor.metrics.inherit(predecessor.counters as never);
     supervisor.prober.adopt(predecessor.targetStates);
-    predecessor.onTotals = (m) => supervisor.metrics.inherit(m as never, true);
+    predecessor.onTotals = (m) => supervisor.metrics.inherit(m as never);
   }
   const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock && n !== FD_NAMES.counters);
   const fdStore = new FdStore(notifier, log, storeHolds);

@@ -19,6 +19,7 @@ interface Result {
   longExpected: number;
   totalConnections: number;
   totalsBeforeUpgrades: number;
+  ownCarried: { reloads: number; reloadDurations: number };
   leftover: number[];
   notStopped: number[];
   handedOverLines: number;
@@ -42,13 +43,15 @@ for (const mode of ["ports", "bpf"] as const) {
     t.is(r.load.failed, 0, JSON.stringify(r.load.errors));
     t.is(r.load.wrongBytes, 0);
     t.true(r.load.ok >= 50 * ROUNDS[mode]);
-    // Each generation number goes on from the last one's.
-    t.is(r.last.generation, r.first.generation + ROUNDS[mode]);
+    // Each generation number goes on from the last one's (one reload came first).
+    t.is(r.last.generation, r.first.generation + 1 + ROUNDS[mode]);
     t.is(r.longEchoes, r.longExpected, "a long-lived connection stopped answering");
     t.is(r.longClosed, 0);
     // Totals carried across the hand-overs: every connection the load made is counted (and a few more: the long-lived ones).
     t.true(r.totalConnections >= r.load.ok, `switchyard_connections_total ${r.totalConnections} < ${r.load.ok} exchanges`);
     t.true(r.totalConnections <= r.load.ok + r.totalsBeforeUpgrades + 10, `switchyard_connections_total ${r.totalConnections}: counted twice?`);
+    // The supervisors' own: the one reload before the upgrades, still counted once, histogram too.
+    t.deepEqual(r.ownCarried, { reloads: 1, reloadDurations: 1 });
     // Both failures say why; the supervisor that served goes on, generation unchanged.
     t.is(r.unhealthy.code, 1);
     t.regex(r.unhealthy.stderr, /UPGRADE_FAILED.*(unhealthy|health)/i);

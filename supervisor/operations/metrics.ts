@@ -40,7 +40,7 @@ export class SupervisorMetrics {
   readonly healthChecks = new Counter({ name: "switchyard_health_checks_total", help: "Active health checks of targets, by result", labelNames: ["app", "target", "result"], registers: [this.registry] });
   readonly reloadDuration = new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   private retired: Snapshot = [];
-  /** What a previous supervisor had counted for its workers (an upgrade): added to every total. */
+  /** What a previous supervisor had counted, itself and its workers (an upgrade): added to every total. */
   private predecessor: Snapshot = [];
   private readonly tracked = new Map<WorkerProcess, Tracked>();
   private seq = 0;
@@ -171,37 +171,41 @@ export class SupervisorMetrics {
   async totals(): Promise<Snapshot> {
     const snapshots = await this.workerSnapshots();
     const own = (await this.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith("switchyard_")) as Snapshot;
-    return totalsOf(aggregateNow([this.retired, this.notOwn(this.predecessor), ...snapshots.values(), own]));
+    return totalsOf(aggregateNow([this.retired, this.predecessor, ...snapshots.values(), own]));
   }
 
   /**
-   * A predecessor's totals: its supervisor counters are added to ours (they
-   * count on here), its workers' totals are kept beside ours. Called again
-   * (`update`) as its workers drain and count on: those replace the workers'
-   * part (its supervisor counts nothing more meanwhile).
+   * A predecessor's totals (an upgrade), its own and its workers', added to
+   * every total from here on; called again as its workers drain and count on,
+   * each time with all it has counted (replacing what it sent before).
    */
-  inherit(totals: Snapshot, update = false): void {
-    const workers: Snapshot = [];
-    for (const family of totalsOf(totals)) {
-      const own = this.registry.getSingleMetric(family.name);
-      if (own === undefined) workers.push(family);
-      else if (!update && own instanceof Counter) for (const v of family.values) own.inc(v.labels as Record<string, string>, v.value);
-    }
-    this.predecessor = workers;
-  }
-
-  /** Families the supervisor registers itself (some only once admin or control start): never merged in twice. */
-  private notOwn(snapshot: Snapshot): Snapshot {
-    return snapshot.filter((f) => this.registry.getSingleMetric(f.name) === undefined);
+  inherit(totals: Snapshot): void {
+    this.predecessor = totalsOf(totals).filter((f) => !CARRIED_ON_BY_THE_KERNEL.has(f.name));
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
     const snapshots = await this.workerSnapshots();
-    const workers = AggregatorRegistry.aggregate([this.retired, this.notOwn(this.predecessor), ...snapshots.values()]);
-    const merged = Registry.merge([workers as Registry, this.registry]);
+    // The predecessor's counts of a family this supervisor registers itself are summed with
+    // that family's own values; the rest go with the workers' families.
+    const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => (m as unknown as { name: string }).name));
+    const carried = this.predecessor.filter((f) => ownNames.has(f.name));
+    const workers = AggregatorRegistry.aggregate([this.retired, this.predecessor.filter((f) => !ownNames.has(f.name)), ...snapshots.values()]);
+    if (carried.length === 0) {
+      const merged = Registry.merge([workers as Registry, this.registry]);
+      return { contentType: merged.contentType, body: await merged.metrics() };
+    }
+    const carriedNames = new Set(carried.map((f) => f.name));
+    const ownCarried = ((await this.registry.getMetricsAsJSON()) as Snapshot).filter((f) => carriedNames.has(f.name));
+    const continued = AggregatorRegistry.aggregate([ownCarried, carried]);
+    const rest = new Registry();
+    for (const m of this.registry.getMetricsAsArray()) if (!carriedNames.has((m as unknown as { name: string }).name)) rest.registerMetric(m as unknown as Parameters<Registry["registerMetric"]>[0]);
+    const merged = Registry.merge([workers as Registry, continued as Registry, rest]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
 }
+
+/** Counted where every supervisor reads it (the BPF counters map): a successor's own reading already holds the predecessor's. */
+const CARRIED_ON_BY_THE_KERNEL = new Set(["switchyard_steered_connections_total"]);
 
 /** Only what adds up over time: counters and histograms. */
 function totalsOf(snapshot: Snapshot): Snapshot {

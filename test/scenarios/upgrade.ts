@@ -75,6 +75,10 @@ runScenario(async (s) => {
   for (const l of long) await l.echo("hello");
   const load = startLoad(ports, 8, 200_000);
   await load.progress(100);
+  // One reload first: the supervisor's own counters and histogram must carry on across the upgrades.
+  const reloaded = sup.waitFor((l) => l.event === "reload_succeeded");
+  process.kill(sup.pid, "SIGHUP");
+  await reloaded;
   const totalsBeforeUpgrades = await totalBefore();
   const upgrades: { code: number | null; ms: number; pid?: number; stderr?: string }[] = [];
   const supervisors = [first.pid];
@@ -111,6 +115,11 @@ runScenario(async (s) => {
     if (totalConnections >= loadResult.ok) break;
   }
   const longClosed = long.filter((l) => l.closed).length;
+  const finalMetrics = await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text();
+  const ownCarried = {
+    reloads: sumMetric(finalMetrics, 'switchyard_reloads_total\\{result="success"\\}'),
+    reloadDurations: sumMetric(finalMetrics, "switchyard_reload_duration_seconds_count"),
+  };
   for (const l of long) l.close();
   // Every predecessor drains its long-lived connections' workers and exits.
   const predecessors = supervisors.filter((p) => p !== last.pid);
@@ -141,6 +150,7 @@ runScenario(async (s) => {
     handedOverLines: sup.logs.filter((l) => l.event === "upgrade_handed_over").length,
     failedLines: sup.logs.filter((l) => l.event === "upgrade_failed").map((l) => l.reason),
     totalsBeforeUpgrades,
+    ownCarried,
     errors: sup.logs.filter((l) => (l.level as number) >= 50).map((l) => JSON.stringify(l).slice(0, 400)),
   };
 }, 240_000);
