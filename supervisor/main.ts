@@ -171,6 +171,8 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock && n !== FD_NAMES.counters);
   const fdStore = new FdStore(notifier, log, storeHolds);
   let handedOver = false;
+  /** After a hand-over: this supervisor's drain and exit, which a stop signal then waits for. */
+  let windDown: Promise<void> | undefined;
   /** systemd takes fds (and anything else) only from the unit's main process: a successor waits to be it. */
   let mainProcess = predecessor === undefined;
   const syncFdStore = (): void => {
@@ -202,7 +204,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
       handedOver = true;
       await notifier.handOverTo(successor.pid);
       successor.becameMain();
-      stopping = (async () => {
+      windDown = (async () => {
         await watch.close();
         control?.close(true);
         admin?.close();
@@ -217,7 +219,9 @@ export async function runSupervisor(argv: string[]): Promise<number> {
         clearInterval(updates);
         successor.finish(await totals());
         log.info({ event: "supervisor_exited", handed_over_to: successor.pid });
-      })().then(stopped);
+      })();
+      stopping ??= windDown;
+      void windDown.then(stopped);
     },
   });
   stop = (signal: string) => {
@@ -226,7 +230,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     stopping = (async () => {
       // An upgrade under way settles first: either it hands over (and this stop is moot) or this one stops.
       await upgrades!.settled();
-      if (handedOver) return;
+      if (windDown) return windDown;
       notifier.stopping();
       await watch.close();
       // Admin and control answer until the end: /healthz says 503 while the
