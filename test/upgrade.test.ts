@@ -12,6 +12,7 @@ interface Result {
   last: { pid: number; generation: number; version: string; workers: number[] };
   unhealthy: { code: number | null; stderr: string };
   exits: { code: number | null; stderr: string };
+  rejects: { code: number | null; stderr: string };
   afterFailures: { pid: number; generation: number };
   load: { ok: number; failed: number; wrongBytes: number; errors: Record<string, number> };
   longEchoes: number;
@@ -51,13 +52,16 @@ for (const mode of ["ports", "bpf"] as const) {
     t.true(r.totalConnections >= r.load.ok, `switchyard_connections_total ${r.totalConnections} < ${r.load.ok} exchanges`);
     t.true(r.totalConnections <= r.load.ok + r.totalsBeforeUpgrades + 10, `switchyard_connections_total ${r.totalConnections}: counted twice?`);
     // The supervisors' own: the one reload before the upgrades, still counted once, histogram too.
-    t.deepEqual(r.ownCarried, { reloads: 1, reloadDurations: 1 });
+    t.deepEqual(r.ownCarried, { reloads: 2, reloadDurations: 3 });
     // Both failures say why; the supervisor that served goes on, generation unchanged.
     t.is(r.unhealthy.code, 1);
     t.regex(r.unhealthy.stderr, /UPGRADE_FAILED.*(unhealthy|health)/i);
     t.is(r.exits.code, 1);
     t.regex(r.exits.stderr, /exited before it served/);
-    t.deepEqual(r.afterFailures, { pid: r.last.pid, generation: r.last.generation });
+    t.is(r.rejects.code, 1);
+    t.regex(r.rejects.stderr, /CONFIG_INVALID.*rejects/);
+    // The serving supervisor is the same; the config restored after the rejected one is one more reload.
+    t.deepEqual(r.afterFailures, { pid: r.last.pid, generation: r.last.generation + 1 });
     t.deepEqual(r.leftover, [], "a predecessor or its workers did not exit");
     t.deepEqual(r.notStopped, []);
   });

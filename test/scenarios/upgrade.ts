@@ -104,6 +104,15 @@ runScenario(async (s) => {
   fs.writeFileSync(faultFile, "upgrade-exit");
   const exits = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "upgrade"]);
   fs.rmSync(faultFile);
+  // And one whose new supervisor rejects the config file (which the serving one also refused to reload).
+  const good = fs.readFileSync(sup.configPath, "utf8");
+  let mark = sup.logs.length;
+  sup.writeConfig('{"Apps": [{"Name": "a", "Ports": ["not a port"]}]}');
+  await sup.waitFor((l) => l.event === "reload_failed", 15_000, mark);
+  const rejects = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "upgrade"]);
+  mark = sup.logs.length;
+  sup.writeConfig(good);
+  await sup.waitFor((l) => l.event === "reload_succeeded", 15_000, mark);
   await load.progress(100);
   const afterFailures = await pidsOf(sup.adminPort);
 
@@ -139,6 +148,7 @@ runScenario(async (s) => {
     last,
     unhealthy: { code: unhealthy.code, stderr: unhealthy.stderr },
     exits: { code: exits.code, stderr: exits.stderr },
+    rejects: { code: rejects.code, stderr: rejects.stderr },
     afterFailures: { pid: afterFailures.pid, generation: afterFailures.generation },
     load: loadResult,
     longEchoes,
