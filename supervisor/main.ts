@@ -249,8 +249,19 @@ export async function runSupervisor(argv: string[]): Promise<number> {
 
   try {
     admin = await startAdmin(supervisor, options.admin.host, options.admin.port, log, inheritance?.admin !== undefined ? dupFd(inheritance.admin) : undefined);
-    control = await startControl(supervisor, options.runtimeDir, log, () => upgrades!.request(), inheritance?.control !== undefined ? dupFd(inheritance.control) : undefined);
+    const startControlSocket = async (): Promise<void> => {
+      control = await startControl(supervisor, options.runtimeDir, log, () => upgrades!.request(), inheritance?.control !== undefined ? dupFd(inheritance.control) : undefined);
+    };
+    // A successor answers `ctl` only once it is the service: until then the predecessor
+    // answers (and refuses a reload or a second upgrade); the socket queues meanwhile.
+    if (!predecessor) await startControlSocket();
     await supervisor.start(plan, (admin.address() as import("node:net").AddressInfo).port);
+    if (predecessor) {
+      owner = true;
+      predecessor.serving(supervisor.pool.current?.number ?? 0);
+      await predecessor.main;
+      await startControlSocket();
+    }
   } catch (err) {
     // TERM/INT during the first start: an operator's stop, not a failure.
     if (stopping) {
@@ -265,10 +276,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   }
   if (inheritance) closeInheritance(inheritance);
   if (predecessor) {
-    // Serving on what was handed over: the predecessor drains, and says MAINPID= this one.
-    owner = true;
-    predecessor.serving(supervisor.pool.current?.number ?? 0);
-    await predecessor.main;
+    // Serving on what was handed over: the predecessor drains, and has said MAINPID= this one.
     mainProcess = true;
     syncFdStore();
     log.info({ event: "upgrade_completed", predecessor_pid: predecessor.pid, generation: supervisor.pool.current?.number });

@@ -60,3 +60,27 @@ test("MaxConnections holds across an upgrade: the predecessor's open connections
   for (let i = 0; i < MAX; i++) open.push(await held(port));
   t.false(await carried(port));
 });
+
+test("one upgrade at a time, and no reload during one: each refused with its reason, the upgrade goes through", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "a", Ports: [port], Addresses: ["127.0.0.1"], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 1, args: ["--access-log", "off"] });
+  let successor = 0;
+  t.teardown(async () => {
+    await sup.stop();
+    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
+    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await target.close();
+  });
+  const first = runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "upgrade"]);
+  await sup.waitFor((l) => l.event === "upgrade_started");
+  const [second, reload] = await Promise.all([runCli(["ctl", "--runtime-dir", sup.runtimeDir, "upgrade"]), runCli(["ctl", "--runtime-dir", sup.runtimeDir, "reload"])]);
+  t.is(second.code, 1);
+  t.regex(second.stderr, /UPGRADE_BUSY: an upgrade is already under way/);
+  t.is(reload.code, 1);
+  t.regex(reload.stderr, /UPGRADE_IN_PROGRESS/);
+  const r = await first;
+  t.is(r.code, 0, r.stderr);
+  successor = (JSON.parse(r.stdout) as { pid: number }).pid;
+  t.true(await carried(port));
+});
