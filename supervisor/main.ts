@@ -170,6 +170,21 @@ export async function runSupervisor(argv: string[]): Promise<number> {
   }
   const storeHolds = [...(inheritance?.names ?? [])].filter((n) => n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock && n !== FD_NAMES.counters);
   const fdStore = new FdStore(notifier, log, storeHolds);
+  /**
+   * A predecessor still draining (an upgrade) is in the same service: the main
+   * process must not exit before it, or systemd (KillMode=mixed) would SIGKILL
+   * it and cut what it still carries. Bounded by the drain timeout.
+   */
+  let predecessorAlive = predecessor !== undefined;
+  void predecessor?.gone.then(() => (predecessorAlive = false));
+  const predecessorDrained = async (): Promise<void> => {
+    if (!predecessor || !predecessorAlive) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, options.drainTimeoutMs + 5000)));
+    log.info({ event: "waiting_for_predecessor", predecessor_pid: predecessor.pid });
+    await Promise.race([predecessor.gone, bound]);
+    clearTimeout(timer);
+  };
   let handedOver = false;
   /** After a hand-over: this supervisor's drain and exit, which a stop signal then waits for. */
   let windDown: Promise<void> | undefined;
@@ -216,6 +231,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
           });
         const updates = setInterval(() => void totals().then((m) => m.length > 0 && successor.update(m)), 1000);
         await supervisor.stop(true);
+        await predecessorDrained();
         clearInterval(updates);
         successor.finish(await totals());
         log.info({ event: "supervisor_exited", handed_over_to: successor.pid });
@@ -239,6 +255,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
       // start (`systemctl restart`): detaching here would sever its copy. A stop
       // that empties the store detaches the link with the last fd.
       await supervisor.stop(!owner || (options.fdStore && fdStore.enabled));
+      await predecessorDrained();
       control?.close(!owner);
       admin?.close();
       log.info({ event: "supervisor_exited" });

@@ -84,3 +84,35 @@ test("one upgrade at a time, and no reload during one: each refused with its rea
   successor = (JSON.parse(r.stdout) as { pid: number }).pid;
   t.true(await carried(port));
 });
+
+test("stopped while its predecessor still drains, a successor exits only after it (systemd would SIGKILL what is left)", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "a", Ports: [port], Addresses: ["127.0.0.1"], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 1, drainTimeout: 60, args: ["--access-log", "off"] });
+  let successor = 0;
+  const open: net.Socket[] = [];
+  t.teardown(async () => {
+    for (const s of open) s.destroy();
+    await sup.stop();
+    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGKILL");
+    await target.close();
+  });
+  const long = await held(port);
+  open.push(long);
+  const r = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "upgrade"]);
+  t.is(r.code, 0, r.stderr);
+  successor = (JSON.parse(r.stdout) as { pid: number }).pid;
+  const from = sup.logs.length;
+  process.kill(successor, "SIGTERM");
+  await sup.waitFor((l) => l.event === "waiting_for_predecessor" && l.pid === successor, 10_000, from);
+  t.false(gone(successor), "the successor exited while its predecessor still carried a connection");
+  long.write("still there");
+  const [echo] = (await once(long, "data")) as [Buffer];
+  t.is(echo.toString(), "still there");
+  long.destroy();
+  await sup.exited;
+  const exitedAt = Date.now();
+  for (const until = Date.now() + 10_000; !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+  t.true(gone(successor), "the successor did not exit after its predecessor");
+  t.log(`successor exited ${Date.now() - exitedAt} ms after its predecessor`);
+});
