@@ -5,9 +5,9 @@ const USAGE = `usage:
   switchyard run --config FILE [--workers N] [--admin HOST:PORT] [--steering auto|bpf|ports]
                  [--runtime-dir DIR] [--drain-timeout SECONDS] [--start-timeout SECONDS]
                  [--max-draining N] [--user NAME] [--access-log -|off|FILE]
-                 [--max-connections N] [--overload-lag MS]
+                 [--max-connections N] [--overload-lag MS] [--fd-store]
   switchyard check --config FILE
-  switchyard ctl [--runtime-dir DIR] [--json] status|reload
+  switchyard ctl [--runtime-dir DIR] [--json] status|reload|upgrade
   switchyard echo --listen HOST:PORT [--listen HOST:PORT ...]
 `;
 

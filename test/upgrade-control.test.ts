@@ -1,6 +1,7 @@
-// An upgrade hands over the MaxConnections table too: the connections the old
-// supervisor's workers still carry while they drain count against the app's
-// limit in the new one, and are given back as they close.
+// Upgrades as an operator drives them: SIGUSR2 as well as `ctl upgrade`; the
+// MaxConnections table handed over (the old workers' connections still count);
+// one upgrade at a time and no reload during one; a successor stopped while its
+// predecessor drains waits for it.
 import test from "ava";
 import net from "node:net";
 import { once } from "node:events";
@@ -115,4 +116,25 @@ test("stopped while its predecessor still drains, a successor exits only after i
   for (const until = Date.now() + 10_000; !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
   t.true(gone(successor), "the successor did not exit after its predecessor");
   t.log(`successor exited ${Date.now() - exitedAt} ms after its predecessor`);
+});
+
+test("SIGUSR2 upgrades like ctl upgrade: a new supervisor serves, the old one exits", async (t) => {
+  const target = await startTarget("echo");
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "a", Ports: [port], Addresses: ["127.0.0.1"], Targets: [`127.0.0.1:${target.port}`] }] }, workers: 1, args: ["--access-log", "off"] });
+  let successor = 0;
+  t.teardown(async () => {
+    await sup.stop();
+    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
+    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await target.close();
+  });
+  process.kill(sup.pid, "SIGUSR2");
+  const handed = await sup.waitFor((l) => l.event === "upgrade_completed", 30_000);
+  successor = handed.pid as number;
+  t.not(successor, sup.pid);
+  await sup.exited;
+  t.true(await carried(port));
+  const status = JSON.parse((await sup.admin("/status")).body) as { pid: number };
+  t.is(status.pid, successor);
 });

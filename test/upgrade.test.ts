@@ -22,6 +22,8 @@ interface Result {
   totalsBeforeUpgrades: number;
   ownCarried: { reloads: number; reloadDurations: number };
   leftover: number[];
+  firstFds: Record<string, number>;
+  lastFds: Record<string, number>;
   notStopped: number[];
   handedOverLines: number;
   failedLines: unknown[];
@@ -63,6 +65,7 @@ for (const mode of ["ports", "bpf"] as const) {
     // The serving supervisor is the same; the config restored after the rejected one is one more reload.
     t.deepEqual(r.afterFailures, { pid: r.last.pid, generation: r.last.generation + 1 });
     t.deepEqual(r.leftover, [], "a predecessor or its workers did not exit");
+    t.deepEqual(r.lastFds, r.firstFds, "the last supervisor's fds, by kind, against the first's");
     t.deepEqual(r.notStopped, []);
   });
 }

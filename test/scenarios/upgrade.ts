@@ -4,12 +4,14 @@
 // a failed upgrade (the new supervisor's workers are unhealthy) and one whose
 // new supervisor exits at once. Reports what the clients saw and what is left.
 import fs from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { runCli } from "../helpers/supervisor.js";
 import { app, config, startLoad } from "../helpers/reload.js";
 import { freePorts, startTarget } from "../helpers/net.js";
 import { allGone, hasExited, runScenario } from "./netns-lib.js";
+import { fdKinds, fdTable } from "../helpers/fd-table.js";
 
 const mode = process.env.SCENARIO_MODE === "bpf" ? "bpf" : "ports";
 const rounds = Number(process.env.SCENARIO_ROUNDS ?? 20);
@@ -45,8 +47,21 @@ class LongLived {
   }
 }
 
+/** GET on the admin port on a connection of its own, closed after the answer: no keep-alive socket left in the supervisor's fd table. */
+function adminGet(port: number, pathname: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: "127.0.0.1", port, path: pathname, agent: false, headers: { connection: "close" } }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (c: string) => (body += c));
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject);
+  });
+}
+
 async function pidsOf(adminPort: number): Promise<{ pid: number; generation: number; version: string; workers: number[] }> {
-  const s = (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as { pid: number; generation: number; version: string; workers: { pid: number | null }[] };
+  const s = JSON.parse(await adminGet(adminPort, "/status")) as { pid: number; generation: number; version: string; workers: { pid: number | null }[] };
   return { pid: s.pid, generation: s.generation, version: s.version, workers: s.workers.flatMap((w) => (w.pid === null ? [] : [w.pid])) };
 }
 
@@ -70,7 +85,8 @@ runScenario(async (s) => {
     env: { SWITCHYARD_FAULT_FILE: faultFile },
   });
   const first = await pidsOf(sup.adminPort);
-  const totalBefore = async (): Promise<number> => sumMetric(await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text(), "switchyard_connections_total");
+  const firstFds = fdKinds(fdTable(first.pid));
+  const totalBefore = async (): Promise<number> => sumMetric(await adminGet(sup.adminPort, "/metrics"), "switchyard_connections_total");
   const long = ports.map((p) => new LongLived(p));
   for (const l of long) await l.echo("hello");
   const load = startLoad(ports, 8, 200_000);
@@ -120,11 +136,11 @@ runScenario(async (s) => {
   // Predecessors still draining report their totals every second: wait (bounded) for them to add up.
   let totalConnections = 0;
   for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
-    totalConnections = sumMetric(await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text(), "switchyard_connections_total");
+    totalConnections = sumMetric(await adminGet(sup.adminPort, "/metrics"), "switchyard_connections_total");
     if (totalConnections >= loadResult.ok) break;
   }
   const longClosed = long.filter((l) => l.closed).length;
-  const finalMetrics = await (await fetch(`http://127.0.0.1:${sup.adminPort}/metrics`)).text();
+  const finalMetrics = await adminGet(sup.adminPort, "/metrics");
   const ownCarried = {
     reloads: sumMetric(finalMetrics, 'switchyard_reloads_total\\{result="success"\\}'),
     reloadDurations: sumMetric(finalMetrics, "switchyard_reload_duration_seconds_count"),
@@ -135,6 +151,13 @@ runScenario(async (s) => {
   const oldWorkers = workers.filter((p) => !last.workers.includes(p));
   await allGone([...predecessors, ...oldWorkers], 30_000).catch(() => undefined);
   const leftover = [...predecessors, ...oldWorkers].filter((p) => !hasExited(p));
+  // What the last supervisor holds, every predecessor gone: what the first held, nothing carried along twice.
+  // A transient fd (a worker being replaced, a successor's channel closing) may come and go: equal within 5 s.
+  const canonical = (k: Record<string, number>): string => JSON.stringify(Object.entries(k).sort());
+  let lastFds = fdKinds(fdTable(last.pid));
+  for (const until = Date.now() + 5000; canonical(lastFds) !== canonical(firstFds) && Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+    lastFds = fdKinds(fdTable(last.pid));
+  }
   // The last supervisor is not the scenario's child: stopped here, and its workers with it.
   process.kill(last.pid, "SIGTERM");
   await allGone([last.pid, ...last.workers], 30_000).catch(() => undefined);
@@ -156,6 +179,8 @@ runScenario(async (s) => {
     longExpected: rounds * long.length,
     totalConnections,
     leftover,
+    firstFds,
+    lastFds,
     notStopped,
     handedOverLines: sup.logs.filter((l) => l.event === "upgrade_handed_over").length,
     failedLines: sup.logs.filter((l) => l.event === "upgrade_failed").map((l) => l.reason),
