@@ -56,10 +56,11 @@ run: build
 	node bin/switchyard.js run --config $(CONFIG) $(RUN_ARGS)
 
 # Only for tests: promtool (package prometheus) lints /metrics, systemd-analyze
-# (package systemd, installs fine where systemd is not PID 1) verifies the unit.
+# (package systemd, installs fine where systemd is not PID 1) verifies the unit,
+# HAProxy sends and receives the PROXY protocol as a real peer.
 test-deps:
 	@missing=""; \
-	for c in promtool:prometheus systemd-analyze:systemd; do \
+	for c in promtool:prometheus systemd-analyze:systemd haproxy:haproxy; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -58,6 +58,8 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
       : null,
     maxConnections: app.MaxConnections ?? null,
     maxConnectionsPerClient: app.MaxConnectionsPerClient ?? null,
+    proxyProtocol: app.ProxyProtocol ?? null,
+    acceptProxyProtocol: app.AcceptProxyProtocol ?? false,
   };
 }
 

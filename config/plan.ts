@@ -1,7 +1,7 @@
 // The validated, normalised form of a config file. The supervisor builds it,
 // hands it to every worker, and both sides read it; nothing else crosses over.
 
-import type { BALANCERS } from "./schema.js";
+import type { BALANCERS, PROXY_PROTOCOL_VERSIONS } from "./schema.js";
 
 export interface Target {
   /**
@@ -55,6 +55,10 @@ export interface AppPlan {
   maxConnections: number | null;
   /** Open connections of the app from one client address, across every worker, at most; null: no limit. */
   maxConnectionsPerClient: number | null;
+  /** The PROXY protocol header written first to each target connection; null: none. */
+  proxyProtocol: (typeof PROXY_PROTOCOL_VERSIONS)[number] | null;
+  /** Clients come through a balancer that sends a PROXY protocol header (v1 or v2), required first. */
+  acceptProxyProtocol: boolean;
 }
 
 export interface Plan {

@@ -114,6 +114,9 @@ export const HealthCheckSchema = z.strictObject(
   { error: 'must be an object such as {"IntervalMs": 2000, "TimeoutMs": 1000, "Rise": 2, "Fall": 3}' },
 );
 
+/** Versions of the PROXY protocol header written to targets (worker/proxy-protocol.ts). */
+export const PROXY_PROTOCOL_VERSIONS = ["v1", "v2"] as const;
+
 export const AppSchema = z.strictObject(
   {
     Name: z
@@ -136,6 +139,8 @@ export const AppSchema = z.strictObject(
     HealthCheck: HealthCheckSchema.optional(),
     MaxConnections: connections(MAX_APP_CONNECTIONS).optional(),
     MaxConnectionsPerClient: connections(MAX_CLIENT_CONNECTIONS).optional(),
+    ProxyProtocol: z.enum(PROXY_PROTOCOL_VERSIONS, { error: 'must be "v1" or "v2"' }).optional(),
+    AcceptProxyProtocol: z.boolean({ error: "must be true or false" }).optional(),
   },
   { error: "must be an object with Name, Ports and Targets" },
 );

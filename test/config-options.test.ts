@@ -1,5 +1,5 @@
 // Config loading, the optional keys added to the Fly.io format: Balance,
-// HealthCheck and target weights; each value accepted or refused at its path.
+// HealthCheck, target weights and the PROXY protocol keys; each value accepted or refused at its path.
 import test from "ava";
 import type { ExecutionContext } from "ava";
 import { ConfigError, formatProblem } from "../common/errors.js";
@@ -90,4 +90,17 @@ test("target weights: every bad form refused at its path, all in one go", (t) =>
   ]);
   const notString = throwsSync(t, () => planFromConfig({ Apps: [{ Name: "a", Ports: [1], Targets: [3 as unknown as string] }] }));
   t.deepEqual(notString.problems.map(formatProblem), ['Apps[0].Targets[0]: must be a "host:port" string, optionally followed by " weight=N" (N 1-256)']);
+});
+
+test("ProxyProtocol and AcceptProxyProtocol: off by default, v1/v2 and true/false taken, anything else refused at its path", (t) => {
+  const app = (extra: Record<string, unknown>) => ({ Name: "a", Ports: [1], Targets: ["x:1"], ...extra });
+  t.like(planFromConfig({ Apps: [app({})] }).apps[0], { proxyProtocol: null, acceptProxyProtocol: false });
+  t.like(planFromConfig({ Apps: [app({ ProxyProtocol: "v1", AcceptProxyProtocol: true })] }).apps[0], { proxyProtocol: "v1", acceptProxyProtocol: true });
+  t.like(planFromConfig({ Apps: [app({ ProxyProtocol: "v2", AcceptProxyProtocol: false })] }).apps[0], { proxyProtocol: "v2", acceptProxyProtocol: false });
+  const err = throwsSync(t, () => planFromConfig({ Apps: [app({ ProxyProtocol: "v3" }), app({ Name: "b", Ports: [2], ProxyProtocol: 2, AcceptProxyProtocol: "yes" })] }));
+  t.deepEqual(err.problems.map(formatProblem), [
+    'Apps[0].ProxyProtocol: must be "v1" or "v2"',
+    'Apps[1].ProxyProtocol: must be "v1" or "v2"',
+    "Apps[1].AcceptProxyProtocol: must be true or false",
+  ]);
 });

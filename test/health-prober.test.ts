@@ -24,6 +24,8 @@ function plan(apps: Record<string, string[]>, healthCheck: HealthCheckPlan | nul
       healthCheck,
       maxConnections: null,
       maxConnectionsPerClient: null,
+      proxyProtocol: null,
+      acceptProxyProtocol: false,
     })),
   };
 }

@@ -7,7 +7,7 @@ import { Router } from "./router.js";
 import { balancerFor, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
-import { ProxiedConnection, unmapIPv4, type AppRuntime, type ProxyHooks } from "./proxy.js";
+import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
 import { countAcceptError } from "./metrics.js";
 import { CLIENT_AT_LIMIT, CLIENT_TABLE_FULL, closeFd, dupFd, type CounterTable } from "../native/index.js";
 import { clientKey } from "./client-key.js";
@@ -190,15 +190,22 @@ export class Acceptor {
     }
     this.open.add(conn);
     if (full) return conn.refuse("worker_limit");
+    // Behind a balancer the client is who its PROXY header says: limits wait for it.
+    if (app?.acceptProxyProtocol) return conn.readProxyHeader(() => this.admit(conn, app));
+    this.admit(conn, app);
+  }
+
+  /** The app's limits, then the connection is carried. */
+  private admit(conn: ProxiedConnection, app: Plan["apps"][number] | undefined): void {
     if (app?.maxConnections != null && !this.countIn(conn, app.name, app.maxConnections)) return conn.refuse("app_limit");
-    if (app?.maxConnectionsPerClient != null && !this.countClient(conn, app.name, app.maxConnectionsPerClient, socket)) return conn.refuse("client_limit");
+    if (app?.maxConnectionsPerClient != null && !this.countClient(conn, app.name, app.maxConnectionsPerClient)) return conn.refuse("client_limit");
     conn.start();
   }
 
   /** Counts `conn` for its client address over all workers; false when that client is at `limit`. */
-  private countClient(conn: ProxiedConnection, app: string, limit: number, socket: net.Socket): boolean {
+  private countClient(conn: ProxiedConnection, app: string, limit: number): boolean {
     const slot = this.counters?.slots[app];
-    const address = unmapIPv4(socket.remoteAddress);
+    const address = conn.clientAddressSeen;
     if (slot === undefined || address === undefined) return true;
     const bucket = this.counters!.table.acquireClient(clientKey(slot, address), this.counters!.row, limit);
     if (bucket === CLIENT_AT_LIMIT) return false;

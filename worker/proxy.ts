@@ -5,6 +5,10 @@ import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
 import { isReset, pendingBytes } from "../native/index.js";
 import { socketFd } from "../common/socket-fd.js";
+import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint, type ParseResult } from "./proxy-protocol.js";
+
+/** How long a client of an AcceptProxyProtocol app has to send its whole PROXY header. */
+export const PROXY_HEADER_TIMEOUT_MS = 5000;
 
 export type EndReason =
   | "closed" // both sides finished normally
@@ -17,6 +21,7 @@ export type EndReason =
   | "app_limit" // the app already had its MaxConnections open, over all workers
   | "client_limit" // this client address already had the app's MaxConnectionsPerClient open
   | "overload" // the worker was shedding load and could not connect it to a target in time
+  | "proxy_header" // AcceptProxyProtocol: no valid PROXY header within its bounds
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -105,9 +110,11 @@ export class ProxiedConnection {
   /** While a target is being dialled: gives the dial up. */
   private abortDial: AbortDial | undefined;
   readonly startedAt = Date.now();
-  private readonly clientAddress: string | undefined;
-  private readonly clientPort: number | undefined;
-  private readonly localPort: number | undefined;
+  private clientAddress: string | undefined;
+  private clientPort: number | undefined;
+  private localPort: number | undefined;
+  /** What the client dialled, as a balancer's PROXY header said (AcceptProxyProtocol). */
+  private dialled: Endpoint | undefined;
 
   constructor(
     private readonly client: net.Socket,
@@ -150,7 +157,68 @@ export class ProxiedConnection {
     );
   }
 
+  /** The client's address as far as limits and hashing go: a balancer's PROXY header's, else the socket's peer. */
+  get clientAddressSeen(): string | undefined {
+    return this.clientAddress ?? unmapIPv4(this.client.remoteAddress);
+  }
+
+  /**
+   * AcceptProxyProtocol: takes the balancer's PROXY header off the front of the
+   * stream, at most PROXY_HEADER_MAX_BYTES within PROXY_HEADER_TIMEOUT_MS; its
+   * addresses become this connection's client and destination everywhere
+   * (limits, source hash, access log, the header written to the target). What
+   * follows the header is left in the socket for the target. Anything else
+   * closes the connection ("proxy_header"); `admit` runs only after a valid one.
+   */
+  readProxyHeader(admit: () => void): void {
+    const client = this.client;
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (r: ParseResult): void => {
+      clearTimeout(timer);
+      client.removeListener("data", onData);
+      client.pause();
+      if (r.state !== "done") return this.fail("proxy_header");
+      if (buf.length > r.length) client.unshift(buf.subarray(r.length));
+      if (r.header.command === "proxy") {
+        this.clientAddress = unmapIPv4(r.header.source.address);
+        this.clientPort = r.header.source.port;
+        this.localPort = r.header.destination.port;
+        this.dialled = r.header.destination;
+      }
+      admit();
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const r = parseProxyHeader(buf);
+      if (r.state === "incomplete" && buf.length < PROXY_HEADER_MAX_BYTES) return;
+      finish(r.state === "incomplete" ? { state: "invalid", reason: "oversized" } : r);
+    };
+    const timer = setTimeout(() => finish({ state: "invalid", reason: "timeout" }), PROXY_HEADER_TIMEOUT_MS);
+    client.once("close", () => clearTimeout(timer));
+    client.on("data", onData);
+    client.resume();
+  }
+
+  /** The PROXY header for the target: the client (as a balancer said, or the peer) and what it dialled. */
+  private proxyHeaderFor(version: "v1" | "v2"): Buffer | undefined {
+    const address = this.clientAddressSeen;
+    const port = this.clientPort ?? this.client.remotePort;
+    const dialled = this.dialled ?? (this.client.localAddress !== undefined && this.client.localPort !== undefined ? { address: this.client.localAddress, port: this.client.localPort } : undefined);
+    if (address === undefined || port === undefined || dialled === undefined) return undefined;
+    return (version === "v1" ? buildV1 : buildV2)({ address, port }, dialled);
+  }
+
   private attach(app: AppPlan, socket: net.Socket, target: Target): void {
+    if (app.proxyProtocol !== null) {
+      const header = this.proxyHeaderFor(app.proxyProtocol);
+      // No addresses: the client is already gone.
+      if (header === undefined) {
+        socket.destroy();
+        return this.fail("client_error");
+      }
+      // First on the wire, before any byte of the client's.
+      socket.write(header);
+    }
     this.health.succeeded(target);
     this.upstream = socket;
     this.target = target;

@@ -1,0 +1,40 @@
+// HAProxy as a real peer in tests (the PROXY protocol): started in the
+// foreground on a config of the test's, stopped by pid at teardown.
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import type { ExecutionContext } from "ava";
+import { tempDir } from "./supervisor.js";
+
+/** Resolves once 127.0.0.1:`port` accepts (bounded). */
+async function listening(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+  for (const until = Date.now() + 10_000; Date.now() < until; ) {
+    if (child.exitCode !== null) throw new Error(`haproxy exited ${child.exitCode}: ${stderr()}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => (s.destroy(), resolve(true)));
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`haproxy did not listen on ${port}: ${stderr()}`);
+}
+
+/** Runs `haproxy -db -f` on `config`; resolves once every port in `ports` accepts. */
+export async function startHAProxy(t: ExecutionContext, config: string, ports: number[]): Promise<void> {
+  const dir = tempDir("switchyard-haproxy-");
+  const file = path.join(dir, "haproxy.cfg");
+  fs.writeFileSync(file, config);
+  const child = spawn("haproxy", ["-db", "-f", file], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  for (const port of ports) await listening(port, child, () => stderr);
+}
