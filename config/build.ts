@@ -7,6 +7,7 @@
 
 import type { ConfigProblem } from "../common/errors.js";
 import { ALL_ADDRESSES } from "./addresses.js";
+import { parseServerName } from "./server-names.js";
 import { appFacts, duplicateNames, portConflicts, type AppFacts } from "./conflicts.js";
 import { addIssues } from "./issues.js";
 import { limitProblems, MAX_APPS } from "./limits.js";
@@ -60,6 +61,7 @@ function buildApp(app: AppConfig, facts: AppFacts): AppPlan {
     maxConnectionsPerClient: app.MaxConnectionsPerClient ?? null,
     proxyProtocol: app.ProxyProtocol ?? null,
     acceptProxyProtocol: app.AcceptProxyProtocol ?? false,
+    serverNames: [...new Set((app.ServerNames ?? []).map((n) => (parseServerName(n) as { value: string }).value))],
   };
 }
 

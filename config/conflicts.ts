@@ -3,8 +3,11 @@
 // wrong, so one `check` run shows every problem.
 //
 // Port sharing: the same port in two apps is an error unless both apps list explicit
-// Addresses and no prefix of one overlaps a prefix of the other. An app without
-// Addresses answers on every address, so it can share a port with no one.
+// Addresses and no prefix of one overlaps a prefix of the other, or the apps tell
+// their connections apart by TLS server name: at least one of the two lists
+// ServerNames, no name is in both, and they agree on AcceptProxyProtocol (the
+// header comes before the ClientHello). The one without ServerNames, if any, is the
+// port's default.
 //
 // The port check runs only within the limits (limits.ts), which bound the ports all
 // apps cover together; it walks each app's ports once, never once per entry, and
@@ -15,6 +18,7 @@ import { ALL_ADDRESSES, parsePrefix, prefixesOverlap, type Prefix } from "./addr
 import { MAX_APPS } from "./limits.js";
 import type { ProblemCollector } from "./problems.js";
 import { mergeRanges, parsePortEntry, PORT_MAX, type PortRange } from "./ports.js";
+import { parseServerName } from "./server-names.js";
 
 export interface AppFacts {
   index: number;
@@ -23,14 +27,24 @@ export interface AppFacts {
   ports: { entry: number; range: PortRange }[];
   /** "all" when Addresses is absent; "invalid" when present but broken (skip port checks). */
   addresses: Prefix[] | "all" | "invalid";
+  /** Its ServerNames that parsed, normalised; empty when it has none. */
+  serverNames: string[];
+  acceptProxyProtocol: boolean;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Reads what it can from one raw app; anything malformed is left out (the schema reports it). */
 export function appFacts(raw: unknown, index: number): AppFacts {
-  const facts: AppFacts = { index, ports: [], addresses: "invalid" };
+  const facts: AppFacts = { index, ports: [], addresses: "invalid", serverNames: [], acceptProxyProtocol: false };
   if (!isRecord(raw)) return facts;
+  facts.acceptProxyProtocol = raw.AcceptProxyProtocol === true;
+  if (Array.isArray(raw.ServerNames)) {
+    for (const n of raw.ServerNames) {
+      const r = typeof n === "string" ? parseServerName(n) : undefined;
+      if (r?.ok) facts.serverNames.push(r.value);
+    }
+  }
   if (typeof raw.Name === "string" && raw.Name.trim() !== "") facts.name = raw.Name;
   if (Array.isArray(raw.Ports)) {
     raw.Ports.forEach((p: unknown, entry) => {
@@ -215,6 +229,19 @@ function sharingProblem(a: AppFacts, b: AppFacts, witness: [Prefix, Prefix]): st
   return `their Addresses overlap ("${pa.cidr}" and "${pb.cidr}")`;
 }
 
+/**
+ * Whether apps a and b may share a port by TLS server name: "ok", or why not;
+ * undefined when neither names any (the address rule decides).
+ */
+function nameSharing(a: AppFacts, b: AppFacts): "ok" | string | undefined {
+  if (a.serverNames.length === 0 && b.serverNames.length === 0) return undefined;
+  const theirs = new Set(b.serverNames);
+  const both = a.serverNames.find((n) => theirs.has(n));
+  if (both !== undefined) return `both claim the server name ${JSON.stringify(both)}`;
+  if (a.acceptProxyProtocol !== b.acceptProxyProtocol) return "apps that share a port by server name must agree on AcceptProxyProtocol";
+  return "ok";
+}
+
 /** Only call within the limits (limits.ts): the work is linear in the ports all apps cover. */
 export function portConflicts(apps: readonly AppFacts[], sink: ProblemCollector): void {
   if (apps.length > MAX_APPS) throw new Error("internal: port conflicts checked beyond the app limit");
@@ -300,8 +327,10 @@ export function portConflicts(apps: readonly AppFacts[], sink: ProblemCollector)
     for (const { clash, first, count } of group) {
       const a = claimants[clash.a]!.app;
       const b = claimants[clash.b]!.app;
+      const byName = nameSharing(a, b);
+      if (byName === "ok") continue;
       const pair = clash.b * MAX_APPS + clash.a;
-      let why = reasons.get(pair);
+      let why = byName ?? reasons.get(pair);
       if (why === undefined) {
         const [ra, rb] = witnesses.get(pair)!;
         why = sharingProblem(a, b, [ranks.prefixes[ra]!, ranks.prefixes[rb]!]);

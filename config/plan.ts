@@ -59,6 +59,11 @@ export interface AppPlan {
   proxyProtocol: (typeof PROXY_PROTOCOL_VERSIONS)[number] | null;
   /** Clients come through a balancer that sends a PROXY protocol header (v1 or v2), required first. */
   acceptProxyProtocol: boolean;
+  /**
+   * TLS server names this app takes on the ports it shares, lowercased ("*.example.com":
+   * any name under it); empty: none (on a shared port, the default app).
+   */
+  serverNames: string[];
 }
 
 export interface Plan {

@@ -11,6 +11,7 @@ import { MAX_REPORTED_PROBLEMS } from "../common/errors.js";
 import { fail, type Parsed } from "./parsed.js";
 import { PORT_ENTRY_HINT, parsePortEntry } from "./ports.js";
 import { parseTarget, TARGET_HINT } from "./targets.js";
+import { MAX_SERVER_NAMES, parseServerName, SERVER_NAME_HINT } from "./server-names.js";
 
 export const BALANCERS = ["round-robin", "random", "least-connections", "power-of-two", "source-hash"] as const;
 export const DEFAULT_BALANCE: (typeof BALANCERS)[number] = "round-robin";
@@ -61,6 +62,8 @@ const parsePortValue = (v: unknown): Parsed<unknown> =>
   typeof v === "number" || typeof v === "string" ? parsePortEntry(v) : fail(PORT_ENTRY_HINT);
 const parseTargetValue = (v: unknown): Parsed<unknown> =>
   typeof v === "string" ? parseTarget(v) : fail(TARGET_HINT);
+const parseServerNameValue = (v: unknown): Parsed<unknown> =>
+  typeof v === "string" ? parseServerName(v) : fail(SERVER_NAME_HINT);
 const parseAddressValue = (v: unknown): Parsed<unknown> =>
   typeof v === "string" ? parsePrefix(v) : fail('must be a string such as "127.0.0.1" or "fd00::/64"');
 
@@ -141,6 +144,10 @@ export const AppSchema = z.strictObject(
     MaxConnectionsPerClient: connections(MAX_CLIENT_CONNECTIONS).optional(),
     ProxyProtocol: z.enum(PROXY_PROTOCOL_VERSIONS, { error: 'must be "v1" or "v2"' }).optional(),
     AcceptProxyProtocol: z.boolean({ error: "must be true or false" }).optional(),
+    ServerNames: eachElement<string>(parseServerNameValue, { error: requiredAs('an array of TLS server names, e.g. ["api.example.com", "*.example.com"]') })
+      .min(1, { error: "must list at least one name; leave ServerNames out for the port's default app" })
+      .max(MAX_SERVER_NAMES, { error: `must list at most ${MAX_SERVER_NAMES} names` })
+      .optional(),
   },
   { error: "must be an object with Name, Ports and Targets" },
 );

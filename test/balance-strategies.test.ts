@@ -25,7 +25,7 @@ const target = (label: string, weight = 1): Target => {
 const targets = (weights: number[]): Target[] => weights.map((w, i) => target(`10.0.0.${i + 1}:80`, w));
 
 function make(balance: AppPlan["balance"], ts: Target[], open = new OpenConnections(), random = seeded(1)): Balancer {
-  const app: AppPlan = { name: "a", index: 0, ports: [1], addresses: [], targets: ts, balance, connectTimeoutMs: 1, idleTimeoutMs: null, healthCheck: null, maxConnections: null, maxConnectionsPerClient: null, proxyProtocol: null, acceptProxyProtocol: false };
+  const app: AppPlan = { name: "a", index: 0, ports: [1], addresses: [], targets: ts, balance, connectTimeoutMs: 1, idleTimeoutMs: null, healthCheck: null, maxConnections: null, maxConnectionsPerClient: null, proxyProtocol: null, acceptProxyProtocol: false, serverNames: [] };
   return balancerFor(app, { open, random });
 }
 

@@ -104,3 +104,27 @@ test("ProxyProtocol and AcceptProxyProtocol: off by default, v1/v2 and true/fals
     "Apps[1].AcceptProxyProtocol: must be true or false",
   ]);
 });
+
+test("ServerNames: apps share a port by name, one default at most, no name twice, one AcceptProxyProtocol; bad names refused at their path", (t) => {
+  const app = (name: string, extra: Record<string, unknown>) => ({ Name: name, Ports: [443], Targets: ["x:1"], ...extra });
+  const plan = planFromConfig({ Apps: [app("a", { ServerNames: ["API.Example.com.", "*.example.com"] }), app("b", { ServerNames: ["www.example.org"] }), app("c", {})] });
+  t.deepEqual(plan.apps.map((a) => a.serverNames), [["api.example.com", "*.example.com"], ["www.example.org"], []]);
+  const problems = (apps: Record<string, unknown>[]) => throwsSync(t, () => planFromConfig({ Apps: apps } as never)).problems.map(formatProblem);
+  t.deepEqual(problems([app("a", { ServerNames: ["api.example.com"] }), app("b", { ServerNames: ["x.example.com", "api.example.com"] })]), [
+    'Apps[1].Ports[0]: port 443 is used by both app "a" (Apps[0]) and app "b" (Apps[1]); both claim the server name "api.example.com"',
+  ]);
+  t.deepEqual(problems([app("a", { ServerNames: ["a.example.com"] }), app("b", {}), app("c", {})]), [
+    'Apps[2].Ports[0]: port 443 is used by both app "b" (Apps[1]) and app "c" (Apps[2]); apps may share a port only if both set Addresses that do not overlap',
+  ]);
+  t.deepEqual(problems([app("a", { ServerNames: ["a.example.com"], AcceptProxyProtocol: true }), app("b", { ServerNames: ["b.example.com"] })]), [
+    'Apps[1].Ports[0]: port 443 is used by both app "a" (Apps[0]) and app "b" (Apps[1]); apps that share a port by server name must agree on AcceptProxyProtocol',
+  ]);
+  t.deepEqual(problems([app("a", { ServerNames: ["bad name", "*", "a..b", "-x.com", 7] }), app("b", { Ports: [1], ServerNames: [] })]), [
+    'Apps[0].ServerNames[0]: must be a DNS name such as "api.example.com" or a wildcard such as "*.example.com", not "bad name"',
+    'Apps[0].ServerNames[1]: must be a DNS name such as "api.example.com" or a wildcard such as "*.example.com", not "*"',
+    'Apps[0].ServerNames[2]: must be a DNS name such as "api.example.com" or a wildcard such as "*.example.com", not "a..b"',
+    'Apps[0].ServerNames[3]: must be a DNS name such as "api.example.com" or a wildcard such as "*.example.com", not "-x.com"',
+    'Apps[0].ServerNames[4]: must be a DNS name such as "api.example.com" or a wildcard such as "*.example.com"',
+    "Apps[1].ServerNames: must list at least one name; leave ServerNames out for the port's default app",
+  ]);
+});

@@ -143,7 +143,7 @@ test("the example from the DESIGN interface prints as `Apps[1].Ports[2]: must be
   t.deepEqual(err.problems.map(formatProblem), ["Apps[1].Ports[2]: must be 1-65535"]);
 });
 
-const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null, healthCheck: null, maxConnections: null, maxConnectionsPerClient: null, proxyProtocol: null, acceptProxyProtocol: false };
+const defaults = { addresses: ["0.0.0.0/0", "::/0"], balance: "round-robin" as const, connectTimeoutMs: 3000, idleTimeoutMs: null, healthCheck: null, maxConnections: null, maxConnectionsPerClient: null, proxyProtocol: null, acceptProxyProtocol: false, serverNames: [] };
 const target = (label: string, host: string, port: number, weight = 1) => ({ label, host, port, weight });
 const app = (index: number, name: string, over: Partial<AppPlan>): AppPlan => ({
   name,

@@ -26,6 +26,7 @@ function plan(apps: Record<string, string[]>, healthCheck: HealthCheckPlan | nul
       maxConnectionsPerClient: null,
       proxyProtocol: null,
       acceptProxyProtocol: false,
+      serverNames: [],
     })),
   };
 }

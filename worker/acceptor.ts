@@ -3,7 +3,7 @@ import net from "node:net";
 import type { Plan, Target } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
 import type { ReceivedListener } from "./handoff.js";
-import { Router } from "./router.js";
+import { NameChoice, Router } from "./router.js";
 import { balancerFor, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
@@ -176,9 +176,11 @@ export class Acceptor {
       this.log.warn({ event: "accept_resumed", count: this.failing.count });
       this.failing = undefined;
     }
-    const app = this.router.route(l.spec.key, socket);
+    const route = this.router.route(l.spec.key, socket);
+    const app = route instanceof NameChoice ? undefined : route;
     const runtime = app && this.runtimes.get(app.name);
-    this.hooks.onAccepted(app?.name);
+    // By server name, the app (and its count) is known once the ClientHello is read.
+    if (!(route instanceof NameChoice)) this.hooks.onAccepted(app?.name);
     const conn = new ProxiedConnection(socket, runtime, this.health, this.connHooks);
     // Counted before the check: the refused connection is accounted for like any other (access log, metrics).
     const full = this.maxConnections !== null && this.open.size >= this.maxConnections;
@@ -190,8 +192,21 @@ export class Acceptor {
     }
     this.open.add(conn);
     if (full) return conn.refuse("worker_limit");
+    if (route instanceof NameChoice) {
+      const byName = (): void => conn.readClientHello((serverName) => this.admitByName(conn, route, serverName));
+      return route.acceptProxyProtocol ? conn.readProxyHeader(byName) : byName();
+    }
     // Behind a balancer the client is who its PROXY header says: limits wait for it.
     if (app?.acceptProxyProtocol) return conn.readProxyHeader(() => this.admit(conn, app));
+    this.admit(conn, app);
+  }
+
+  /** The app the ClientHello names (or the port's default); none: closed as no_app. */
+  private admitByName(conn: ProxiedConnection, choice: NameChoice, serverName: string | undefined): void {
+    const app = choice.pick(serverName);
+    this.hooks.onAccepted(app?.name);
+    if (!app) return conn.refuse("no_app");
+    conn.assign(this.runtimes.get(app.name)!);
     this.admit(conn, app);
   }
 

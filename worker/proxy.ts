@@ -5,7 +5,11 @@ import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
 import { isReset, pendingBytes } from "../native/index.js";
 import { socketFd } from "../common/socket-fd.js";
-import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint, type ParseResult } from "./proxy-protocol.js";
+import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint } from "./proxy-protocol.js";
+import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from "./client-hello.js";
+
+/** How long a client of a port shared by server name has to send its whole ClientHello. */
+export const CLIENT_HELLO_TIMEOUT_MS = 5000;
 
 /** How long a client of an AcceptProxyProtocol app has to send its whole PROXY header. */
 export const PROXY_HEADER_TIMEOUT_MS = 5000;
@@ -22,6 +26,7 @@ export type EndReason =
   | "client_limit" // this client address already had the app's MaxConnectionsPerClient open
   | "overload" // the worker was shedding load and could not connect it to a target in time
   | "proxy_header" // AcceptProxyProtocol: no valid PROXY header within its bounds
+  | "client_hello" // a port shared by server name: no valid TLS ClientHello within its bounds
   | "shutdown"; // cut off at the drain deadline
 
 /** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
@@ -118,7 +123,7 @@ export class ProxiedConnection {
 
   constructor(
     private readonly client: net.Socket,
-    private readonly runtime: AppRuntime | undefined,
+    private runtime: AppRuntime | undefined,
     private readonly health: TargetHealth,
     private readonly hooks: ProxyHooks,
   ) {
@@ -163,40 +168,81 @@ export class ProxiedConnection {
   }
 
   /**
+   * Reads what comes first on the client's stream, at most `maxBytes` within
+   * `timeoutMs`, until `parse` decides: "done" with how many bytes to take off
+   * the front (the rest is put back for the target, in order), or "fail" (the
+   * connection closes as `reason`).
+   */
+  private readFront(maxBytes: number, timeoutMs: number, reason: EndReason, parse: (buf: Buffer) => { state: "incomplete" } | { state: "fail" } | { state: "done"; take: number; then: () => void }): void {
+    const client = this.client;
+    let buf: Buffer = Buffer.alloc(0);
+    const finish = (r: { state: "fail" } | { state: "done"; take: number; then: () => void }): void => {
+      clearTimeout(timer);
+      client.removeListener("data", onData);
+      client.pause();
+      if (r.state === "fail") return this.fail(reason);
+      if (buf.length > r.take) client.unshift(buf.subarray(r.take));
+      r.then();
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const r = parse(buf);
+      if (r.state === "incomplete" && buf.length < maxBytes) return;
+      finish(r.state === "incomplete" ? { state: "fail" } : r);
+    };
+    const timer = setTimeout(() => finish({ state: "fail" }), timeoutMs);
+    client.once("close", () => clearTimeout(timer));
+    client.on("data", onData);
+    client.resume();
+  }
+
+  /**
    * AcceptProxyProtocol: takes the balancer's PROXY header off the front of the
    * stream, at most PROXY_HEADER_MAX_BYTES within PROXY_HEADER_TIMEOUT_MS; its
    * addresses become this connection's client and destination everywhere
    * (limits, source hash, access log, the header written to the target). What
-   * follows the header is left in the socket for the target. Anything else
-   * closes the connection ("proxy_header"); `admit` runs only after a valid one.
+   * follows the header is left in the socket. Anything else closes the
+   * connection ("proxy_header"); `admit` runs only after a valid one.
    */
   readProxyHeader(admit: () => void): void {
-    const client = this.client;
-    let buf: Buffer = Buffer.alloc(0);
-    const finish = (r: ParseResult): void => {
-      clearTimeout(timer);
-      client.removeListener("data", onData);
-      client.pause();
-      if (r.state !== "done") return this.fail("proxy_header");
-      if (buf.length > r.length) client.unshift(buf.subarray(r.length));
-      if (r.header.command === "proxy") {
-        this.clientAddress = unmapIPv4(r.header.source.address);
-        this.clientPort = r.header.source.port;
-        this.localPort = r.header.destination.port;
-        this.dialled = r.header.destination;
-      }
-      admit();
-    };
-    const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    this.readFront(PROXY_HEADER_MAX_BYTES, PROXY_HEADER_TIMEOUT_MS, "proxy_header", (buf) => {
       const r = parseProxyHeader(buf);
-      if (r.state === "incomplete" && buf.length < PROXY_HEADER_MAX_BYTES) return;
-      finish(r.state === "incomplete" ? { state: "invalid", reason: "oversized" } : r);
-    };
-    const timer = setTimeout(() => finish({ state: "invalid", reason: "timeout" }), PROXY_HEADER_TIMEOUT_MS);
-    client.once("close", () => clearTimeout(timer));
-    client.on("data", onData);
-    client.resume();
+      if (r.state !== "done") return r.state === "incomplete" ? r : { state: "fail" };
+      const header = r.header;
+      return {
+        state: "done",
+        take: r.length,
+        then: () => {
+          if (header.command === "proxy") {
+            this.clientAddress = unmapIPv4(header.source.address);
+            this.clientPort = header.source.port;
+            this.localPort = header.destination.port;
+            this.dialled = header.destination;
+          }
+          admit();
+        },
+      };
+    });
+  }
+
+  /**
+   * Routing by TLS server name: reads the ClientHello (across as many segments
+   * as it takes, at most CLIENT_HELLO_MAX_BYTES within CLIENT_HELLO_TIMEOUT_MS)
+   * without taking any of it: every byte goes to the target as it came. Bytes
+   * that are not a ClientHello close the connection ("client_hello").
+   */
+  readClientHello(route: (serverName: string | undefined) => void): void {
+    this.readFront(CLIENT_HELLO_MAX_BYTES, CLIENT_HELLO_TIMEOUT_MS, "client_hello", (buf) => {
+      const r = parseClientHello(buf);
+      if (r.state === "incomplete") return r;
+      if (r.state !== "done") return { state: "fail" };
+      return { state: "done", take: 0, then: () => route(r.serverName) };
+    });
+  }
+
+  /** The app chosen after the connection was accepted (by server name): before start(). */
+  assign(runtime: AppRuntime): void {
+    this.runtime = runtime;
   }
 
   /** The PROXY header for the target: the client (as a balancer said, or the peer) and what it dialled. */
@@ -274,7 +320,7 @@ export class ProxiedConnection {
   }
 
   /** Closed at once, never carried: the worker or the app is at its limit. */
-  refuse(reason: "worker_limit" | "app_limit" | "client_limit"): void {
+  refuse(reason: "worker_limit" | "app_limit" | "client_limit" | "no_app"): void {
     this.fail(reason);
   }
 

@@ -8,6 +8,7 @@ import { ConflictReport, ListenerIndex } from "./listen-conflicts.js";
 import type { ListenerProvider, PreparedListeners, SteeringStatus } from "./listener-provider.js";
 import { PROXY_LISTEN_OPTIONS } from "./proxy-listen-options.js";
 import { listeningSockets } from "./listening-sockets.js";
+import { socketGroups, type SocketGroup } from "./name-groups.js";
 import { appFdName, FD_NAMES, type NamedFd } from "../handover/named-fds.js";
 
 /** What a previous supervisor left: its link and maps, and its apps' sockets by slot. */
@@ -130,22 +131,27 @@ export class BpfListeners implements ListenerProvider {
 
   prepare(plan: Plan): PreparedListeners {
     const opened: AppSocket[] = [];
+    // Keyed by socket: an app's name, or a group's key for apps sharing a port by server name.
     const next = new Map<string, AppSocket>();
+    const groups = socketGroups(plan);
+    const appsOf = new Map([...groups.values()].map((g) => [g.key, g.apps] as const));
     try {
       for (const app of plan.apps) {
-        let s = this.live.get(app.name);
+        const key = groups.get(app.name)!.key;
+        if (next.has(key)) continue;
+        let s = this.live.get(key);
         if (!s) {
           const slot = this.freeSlots.pop();
-          if (slot === undefined) throw new SwitchyardError("LISTEN_FAILED", `more than ${STEER_SOCKETS_MAX} apps`);
+          if (slot === undefined) throw new SwitchyardError("LISTEN_FAILED", `more than ${STEER_SOCKETS_MAX} sockets`);
           try {
-            s = this.openAppSocket(app.name, slot);
+            s = this.openAppSocket(key, slot);
           } catch (err) {
             this.freeSlots.push(slot);
             throw err;
           }
           opened.push(s);
         }
-        next.set(app.name, s);
+        next.set(key, s);
       }
     } catch (err) {
       for (const s of opened) this.releaseSocket(s);
@@ -154,14 +160,14 @@ export class BpfListeners implements ListenerProvider {
     }
     let bindings: Map<string, PortBinding>;
     try {
-      bindings = this.bindingsOf(plan, next);
+      bindings = this.bindingsOf(plan, next, groups);
     } catch (err) {
       for (const s of opened) this.releaseSocket(s);
       throw err instanceof SwitchyardError ? err : new SwitchyardError("LISTEN_FAILED", `cannot check for listening sockets: ${(err as Error).message}`, { cause: err });
     }
     let settled = false;
     return {
-      listeners: [...next.values()].map((s) => ({ spec: { key: `app:${s.name}`, apps: [s.name] }, fd: s.fd })),
+      listeners: [...next.values()].map((s) => ({ spec: { key: `app:${s.name}`, apps: appsOf.get(s.name)! }, fd: s.fd })),
       commit: () => {
         if (settled) return;
         settled = true;
@@ -181,12 +187,12 @@ export class BpfListeners implements ListenerProvider {
    * sk_lookup runs first, so steering it would steal the port (ports mode gets
    * EADDRINUSE). Bindings already steered are not checked: their port is ours.
    */
-  private bindingsOf(plan: Plan, next: Map<string, AppSocket>): Map<string, PortBinding> {
+  private bindingsOf(plan: Plan, next: Map<string, AppSocket>, groups: Map<string, SocketGroup>): Map<string, PortBinding> {
     const bindings = new Map<string, PortBinding>();
     const conflicts = new ConflictReport();
     let index: ListenerIndex | undefined;
     for (const app of plan.apps) {
-      const s = next.get(app.name)!;
+      const s = next.get(groups.get(app.name)!.key)!;
       for (const text of app.addresses) {
         const cidr = planPrefix(text);
         if (!s.families.has(cidr.family)) continue;
@@ -247,7 +253,8 @@ export class BpfListeners implements ListenerProvider {
     if (this.released) return undefined;
     const counters = this.steering.counters();
     const out = new Map<string, number>();
-    for (const s of this.live.values()) out.set(s.name, counters.get(s.slot)?.steered ?? 0);
+    // A socket shared by server name is counted per app by the workers (switchyard_connections_total).
+    for (const s of this.live.values()) if (!s.name.startsWith("sni:")) out.set(s.name, counters.get(s.slot)?.steered ?? 0);
     return out;
   }
 
