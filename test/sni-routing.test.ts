@@ -2,12 +2,14 @@
 // each naming what it serves; real TLS clients (Node's tls) reach the target
 // their ClientHello names, end to end, without switchyard holding a key. A
 // ClientHello in pieces arrives whole and unchanged; what is not one is closed.
+// In BPF mode (scenario test/scenarios/sni-bpf.ts) the sharing apps share a socket.
 import test from "ava";
 import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor } from "./helpers/supervisor.js";
 import { freePorts } from "./helpers/net.js";
 import { captureClientHello, tlsTarget, tlsWhoServes } from "./helpers/tls.js";
+import { scenarioResult } from "./helpers/netns.js";
 
 test("names route exact before wildcard, then to the port's default; no SNI goes to the default", async (t) => {
   const [api, wild, fallback] = await Promise.all([tlsTarget("api"), tlsTarget("wild"), tlsTarget("default")]);
@@ -114,4 +116,26 @@ test("a ClientHello split over several segments reaches the target whole and unc
   for (const until = Date.now() + 5000; received.length < hello.length && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
   t.true(received.equals(hello), `the target got ${received.length} of ${hello.length} bytes, or other bytes`);
   s.destroy();
+});
+
+interface BpfResult {
+  before: { port: Record<string, string>; rangeLow: Record<string, string>; rangeHigh: Record<string, string>; solo: string };
+  after: { solo: string; extra: string; port: Record<string, string> };
+  reload: string;
+  socketsBefore: number;
+  socketsAfter: number;
+}
+
+test("BPF mode: apps sharing a port (and 2,000 more) by name share one socket; a named app joining a port goes through a reload", async (t) => {
+  const r = await scenarioResult<BpfResult>(t, "sni-bpf");
+  const routed = { "api.example.com": "api", "www.example.com": "wild", "other.org": "default", "(none)": "default" };
+  t.deepEqual(r.before.port, routed);
+  t.deepEqual(r.before.rangeLow, routed);
+  t.deepEqual(r.before.rangeHigh, routed);
+  t.is(r.before.solo, "solo");
+  // One socket for the three sharing apps, one for solo.
+  t.is(r.socketsBefore, 2);
+  t.is(r.reload, "reload_succeeded");
+  t.deepEqual(r.after, { solo: "solo", extra: "extra", port: routed });
+  t.is(r.socketsAfter, 2);
 });
