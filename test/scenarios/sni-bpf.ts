@@ -9,7 +9,8 @@ import { runScenario, steeringStatus } from "./netns-lib.js";
 runScenario(async (s) => {
   const [api, wild, fallback, solo, extra] = (await Promise.all(["api", "wild", "default", "solo", "extra"].map((n) => tlsTarget(n)))) as [TlsTarget, TlsTarget, TlsTarget, TlsTarget, TlsTarget];
   const [port, soloPort] = (await freePorts(2)) as [number, number];
-  const range = "40000-41999";
+  // Below where tests pick ports and far from the ephemeral range the TLS targets listen on.
+  const range = "2000-3999";
   const app = (name: string, target: number, ports: (number | string)[], names?: string[]) => ({ Name: name, Ports: ports, Targets: [`127.0.0.1:${target}`], ...(names ? { ServerNames: names } : {}) });
   const apps = [app("api", api.port, [port, range], ["api.example.com"]), app("wild", wild.port, [port, range], ["*.example.com"]), app("default", fallback.port, [port, range]), app("solo", solo.port, [soloPort])];
   const sup = await s.supervisor({ config: { Apps: apps }, steering: "bpf", workers: 2 });
@@ -18,7 +19,7 @@ runScenario(async (s) => {
     for (const name of ["api.example.com", "www.example.com", "other.org", ""]) out[name || "(none)"] = await tlsWhoServes(p, name);
     return out;
   };
-  const before = { port: await ask(port), rangeLow: await ask(40000), rangeHigh: await ask(41999), solo: await tlsWhoServes(soloPort, "api.example.com") };
+  const before = { port: await ask(port), rangeLow: await ask(2000), rangeHigh: await ask(3999), solo: await tlsWhoServes(soloPort, "api.example.com") };
   const steeringBefore = await steeringStatus(sup);
   // A named app joins the port "solo" had alone: both now share one socket.
   const from = sup.logs.length;
