@@ -57,12 +57,13 @@ run: build
 
 # Only for tests: promtool (package prometheus) lints /metrics, systemd-analyze
 # (package systemd, installs fine where systemd is not PID 1) verifies the unit,
-# HAProxy sends and receives the PROXY protocol as a real peer.
+# HAProxy and nginx (its stream module) send and receive the PROXY protocol as real peers.
 test-deps:
 	@missing=""; \
-	for c in promtool:prometheus systemd-analyze:systemd haproxy:haproxy; do \
+	for c in promtool:prometheus systemd-analyze:systemd haproxy:haproxy nginx:nginx; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
+	[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

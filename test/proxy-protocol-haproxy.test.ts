@@ -9,7 +9,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
-import { startHAProxy } from "./helpers/haproxy.js";
+import { startHAProxy } from "./helpers/peers.js";
 
 /** Connects from `localAddress`, writes `payload`, ends, and reads to the end: [reply, the local port used]. */
 async function dialFrom(localAddress: string, port: number, payload: string): Promise<[string, number]> {

@@ -1,4 +1,4 @@
-// HAProxy as a real peer in tests (the PROXY protocol): started in the
+// HAProxy and nginx as real peers in tests (the PROXY protocol): started in the
 // foreground on a config of the test's, stopped by pid at teardown.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -37,4 +37,26 @@ export async function startHAProxy(t: ExecutionContext, config: string, ports: n
     fs.rmSync(dir, { recursive: true, force: true });
   });
   for (const port of ports) await listening(port, child, () => stderr);
+}
+
+/**
+ * Runs nginx in the foreground (one process, as root: no user switch) with its
+ * stream module and the `stream { ... }` body given; resolves once every port accepts.
+ */
+export async function startNginx(t: ExecutionContext, stream: string, ports: number[]): Promise<void> {
+  const dir = tempDir("switchyard-nginx-");
+  const file = path.join(dir, "nginx.conf");
+  fs.writeFileSync(file, `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nmaster_process off;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents {}\nstream {\n${stream}\n}\n`);
+  const child = spawn("nginx", ["-c", file, "-p", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const log = (): string => `${stderr}${fs.existsSync(`${dir}/error.log`) ? fs.readFileSync(`${dir}/error.log`, "utf8") : ""}`;
+  for (const port of ports) await listening(port, child, log);
 }
