@@ -18,6 +18,7 @@ import { latencyMetrics, reloadLatency } from "./measure/reload-latency.js";
 import { explainReloadSection, reloadUnderLoad } from "./measure/reload-load.js";
 import { scaleRound } from "./measure/scale.js";
 import { explainSaturation, saturationRound } from "./measure/saturation.js";
+import { sniPeekRound } from "./measure/sni-peek.js";
 
 const argv = process.argv.slice(2);
 if (!inBenchNetns()) process.exit(await reexecInNetns(fileURLToPath(import.meta.url), argv));
@@ -100,6 +101,12 @@ async function measure(): Promise<void> {
         say(`past saturation, round ${r + 1}/${o.rounds}: ${name}`);
         await saturationRound(rec, o, name, spec);
       }
+    }
+  }
+  if (wants(o, "sni") && (!o.parties || o.parties.has("switchyard-ports"))) {
+    for (const r of rounds) {
+      say(`TLS by server name, round ${r + 1}/${o.rounds}: switchyard-ports`);
+      await sniPeekRound(rec, o.workers, o.quick ? 300 : 1000);
     }
   }
   if (wants(o, "scale")) {

@@ -18,7 +18,7 @@ export interface BenchOptions {
   /** Reload-latency samples per party and round. */
   latencySamples: number;
   scalePorts: number[];
-  /** Only these measurements run, when set (`--only steady,latency,reload,saturation,scale`). */
+  /** Only these measurements run, when set (`--only steady,latency,reload,saturation,sni,scale`). */
   only?: Set<string>;
   /** Only these parties, when set (`--parties haproxy,switchyard-bpf`). */
   parties?: Set<string>;
