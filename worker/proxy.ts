@@ -8,6 +8,9 @@ import { socketFd } from "../common/socket-fd.js";
 import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint } from "./proxy-protocol.js";
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from "./client-hello.js";
 
+/** Segments a PROXY header or a ClientHello may come in before the client is taken for a stalling one. */
+const FRONT_MAX_CHUNKS = 64;
+
 /** How long a client of a port shared by server name has to send its whole ClientHello. */
 export const CLIENT_HELLO_TIMEOUT_MS = 5000;
 
@@ -184,8 +187,12 @@ export class ProxiedConnection {
       if (buf.length > r.take) client.unshift(buf.subarray(r.take));
       r.then();
     };
+    let chunks = 0;
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      // Each arrival re-parses from the start: a client dribbling bytes one segment at a
+      // time would make that quadratic. Real clients send a header or hello in a few.
+      if (++chunks > FRONT_MAX_CHUNKS) return finish({ state: "fail" });
       const r = parse(buf);
       if (r.state === "incomplete" && buf.length < maxBytes) return;
       finish(r.state === "incomplete" ? { state: "fail" } : r);
