@@ -135,3 +135,27 @@ test("AcceptProxyProtocol: no header, garbage, an oversized one, silence and a b
   const ok = await closedAfter((s) => s.end("PROXY TCP4 192.0.2.1 127.0.0.1 40000 " + port + "\r\npayload"));
   t.is(ok.reply, "payload");
 });
+
+test("AcceptProxyProtocol with source-hash: the header's client address decides the target, not the balancer's", async (t) => {
+  const targets = await Promise.all(["t1", "t2", "t3"].map((n) => startTarget(n, { tag: true })));
+  const [port] = (await freePorts(1)) as [number];
+  const sup = await startSupervisor({ config: { Apps: [{ Name: "h", Ports: [port], Addresses: ["127.0.0.1"], Targets: targets.map((x) => `127.0.0.1:${x.port}`), AcceptProxyProtocol: true, Balance: "source-hash" }] }, workers: 2, args: ["--access-log", "off"] });
+  t.teardown(async () => {
+    await sup.stop();
+    await Promise.all(targets.map((x) => x.close()));
+  });
+  // Every connection comes from 127.0.0.1 (the "balancer"); the headers name 12 clients.
+  const servedBy = async (client: string): Promise<string> => {
+    const s = net.connect(port, "127.0.0.1");
+    s.on("error", () => undefined);
+    s.write(`PROXY TCP4 ${client} 127.0.0.1 40000 ${port}\r\n`);
+    const [tag] = (await once(s, "data")) as [Buffer];
+    s.destroy();
+    return tag.toString().trim();
+  };
+  const clients = Array.from({ length: 12 }, (_, i) => `198.51.100.${i + 1}`);
+  const first = new Map<string, string>();
+  for (const c of clients) first.set(c, await servedBy(c));
+  for (const c of clients) t.is(await servedBy(c), first.get(c)!, `client ${c} moved`);
+  t.true(new Set(first.values()).size >= 2, `all 12 clients hashed to ${[...new Set(first.values())].join(",")}: the balancer's address was used`);
+});
