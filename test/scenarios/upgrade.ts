@@ -80,8 +80,9 @@ runScenario(async (s) => {
     config: config(app("a", ports, [a, b])),
     workers: 2,
     steering: mode,
-    // Long enough for the long-lived connections to outlive every upgrade.
-    drainTimeout: 120,
+    // Long enough for the long-lived connections to outlive every upgrade, 20 of them on a busy machine
+    // (the first supervisor lives until they close; the scenario waits on its log lines).
+    drainTimeout: 600,
     env: { SWITCHYARD_FAULT_FILE: faultFile },
   });
   const first = await pidsOf(sup.adminPort);
