@@ -160,7 +160,8 @@ export async function runCommand(cmd: string, args: string[], env?: NodeJS.Proce
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
   child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-  const [code] = (await once(child, "exit")) as [number | null];
+  // "close", not "exit": a process can exit before its last output has been read from the pipes.
+  const [code] = (await once(child, "close")) as [number | null];
   return { code, stdout, stderr };
 }
 
