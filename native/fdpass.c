@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "napi_util.h"
 
 /* The kernel's SCM_MAX_FD: more fds in one message fail with EINVAL anyway. */
@@ -76,25 +77,6 @@ static napi_value send_fds(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static void close_all(const int *fds, size_t n) {
-  for (size_t i = 0; i < n; i++) close(fds[i]);
-}
-
-/*
- * Collects every SCM_RIGHTS fd from all cmsgs. cmsg_len says how many fds the
- * kernel actually installed, also when the control buffer was truncated.
- */
-static size_t collect_fds(struct msghdr *msg, int *out, size_t cap) {
-  size_t n = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const unsigned char *p = CMSG_DATA(c);
-    for (size_t i = 0; i < count && n < cap; i++) memcpy(&out[n++], p + i * sizeof(int), sizeof(int));
-  }
-  return n;
-}
-
 /* recvFds(sock, maxBytes, maxFds) -> {data, fds}; data is empty at EOF. */
 static napi_value recv_fds(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 3, argv);
@@ -131,11 +113,11 @@ static napi_value recv_fds(napi_env env, napi_callback_info info) {
 
   /* More room than any control buffer can carry, so every installed fd is seen (and closable). */
   int fds[sizeof(cmsg_buf) / sizeof(int)];
-  size_t nfds = max_fds > 0 ? collect_fds(&msg, fds, sizeof fds / sizeof fds[0]) : 0;
+  size_t nfds = max_fds > 0 ? sy_collect_fds(&msg, fds, sizeof fds / sizeof fds[0]) : 0;
   /* CMSG_SPACE rounds up, so the kernel may install more than maxFds without truncating. */
   if ((msg.msg_flags & MSG_CTRUNC) || nfds > (size_t)max_fds) {
     /* The sender's other fds are lost; a half-delivered set is useless to the caller. */
-    close_all(fds, nfds);
+    sy_close_fds(fds, nfds);
     free(data);
     return sy_throw_errno(env, EMSGSIZE, "recvmsg", "(more fds than maxFds)");
   }
@@ -156,7 +138,7 @@ static napi_value recv_fds(napi_env env, napi_callback_info info) {
   return obj;
 fail:
   free(data);
-  close_all(fds, nfds);
+  sy_close_fds(fds, nfds);
   return NULL;
 }
 

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "napi_util.h"
 
 /* The kernel's SCM_MAX_FD: more fds in one message fail with EINVAL anyway. */
@@ -217,10 +218,6 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void close_all(const int *fds, size_t n) {
-  for (size_t i = 0; i < n; i++) close(fds[i]);
-}
-
 /*
  * recvDatagram(sock, maxBytes, maxFds) -> {data, fds, pid} or null when
  * nothing is queued (EAGAIN). Received fds are close-on-exec; pid is the
@@ -271,26 +268,20 @@ static napi_value recv_datagram(napi_env env, napi_callback_info info) {
   size_t nfds = 0;
   int32_t pid = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_len < CMSG_LEN(0)) continue;
-    if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
-      struct ucred cred;
-      memcpy(&cred, CMSG_DATA(c), sizeof cred);
-      pid = cred.pid;
-    } else if (c->cmsg_type == SCM_RIGHTS) {
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const unsigned char *p = CMSG_DATA(c);
-      for (size_t i = 0; i < count && nfds < sizeof fds / sizeof fds[0]; i++)
-        memcpy(&fds[nfds++], p + i * sizeof(int), sizeof(int));
-    }
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS || c->cmsg_len < CMSG_LEN(sizeof(struct ucred))) continue;
+    struct ucred cred;
+    memcpy(&cred, CMSG_DATA(c), sizeof cred);
+    pid = cred.pid;
   }
+  nfds = sy_collect_fds(&msg, fds, sizeof fds / sizeof fds[0]);
   /* CMSG_SPACE rounds up, so the kernel may install one more than maxFds without truncating. */
   if ((msg.msg_flags & MSG_CTRUNC) || nfds > (size_t)max_fds) {
-    close_all(fds, nfds);
+    sy_close_fds(fds, nfds);
     free(data);
     return sy_throw_errno(env, EMSGSIZE, "recvmsg", "(more fds than maxFds)");
   }
   if (msg.msg_flags & MSG_TRUNC) {
-    close_all(fds, nfds);
+    sy_close_fds(fds, nfds);
     free(data);
     return sy_throw_errno(env, EMSGSIZE, "recvmsg", "(datagram longer than maxBytes)");
   }
@@ -313,7 +304,7 @@ static napi_value recv_datagram(napi_env env, napi_callback_info info) {
   return obj;
 fail:
   free(data);
-  close_all(fds, nfds);
+  sy_close_fds(fds, nfds);
   return NULL;
 }
 

@@ -5,28 +5,12 @@ import test from "ava";
 import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor } from "./helpers/supervisor.js";
-import { exchange, freePorts, startTarget } from "./helpers/net.js";
+import { carried, freePorts, held, startTarget } from "./helpers/net.js";
 import { servingWorkers } from "./helpers/core.js";
 import { parseMetrics, sampleValue } from "./helpers/prom.js";
 import { status } from "./helpers/reload.js";
 
 const MAX = 3;
-
-/** A connection carried to the target and kept open; rejects if the proxy closes it instead. */
-async function held(port: number): Promise<net.Socket> {
-  const s = net.connect(port, "127.0.0.1");
-  s.on("error", () => undefined);
-  s.write("ping");
-  const first = await Promise.race([once(s, "data").then(() => "data"), once(s, "close").then(() => "close")]);
-  if (first !== "data") throw new Error("the connection was closed instead of carried");
-  return s;
-}
-
-/** Whether a new connection is carried (echoed) rather than closed at once. */
-async function carried(port: number): Promise<boolean> {
-  const reply = await exchange(port, "probe").catch(() => Buffer.alloc(0));
-  return reply.toString() === "probe";
-}
 
 test("MaxConnections holds over all workers, refused ones are counted, and a killed worker's connections are given back", async (t) => {
   const target = await startTarget("echo");

@@ -5,20 +5,9 @@ import test from "ava";
 import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor } from "./helpers/supervisor.js";
-import { freePorts, startTarget } from "./helpers/net.js";
+import { dialFrom, freePorts, startTarget } from "./helpers/net.js";
 import { startNginx } from "./helpers/peers.js";
 
-async function dialFrom(localAddress: string, port: number, payload: string): Promise<[string, number]> {
-  const s = net.connect({ host: "127.0.0.1", port, localAddress, allowHalfOpen: true });
-  s.on("error", () => undefined);
-  await once(s, "connect");
-  const localPort = s.localPort!;
-  s.end(payload);
-  let reply = "";
-  s.setEncoding("utf8").on("data", (d: string) => (reply += d));
-  await once(s, "close");
-  return [reply, localPort];
-}
 
 test("nginx reads ProxyProtocol v1 and v2: the real client and the address it dialled", async (t) => {
   const [n1, n2, s1, s2] = (await freePorts(4)) as [number, number, number, number];

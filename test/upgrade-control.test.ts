@@ -6,20 +6,9 @@ import test from "ava";
 import net from "node:net";
 import { once } from "node:events";
 import { runCli, startSupervisor } from "./helpers/supervisor.js";
-import { exchange, freePorts, startTarget } from "./helpers/net.js";
+import { carried, freePorts, held, startTarget } from "./helpers/net.js";
 
 const MAX = 3;
-
-async function held(port: number): Promise<net.Socket> {
-  const s = net.connect(port, "127.0.0.1");
-  s.on("error", () => undefined);
-  s.write("ping");
-  const first = await Promise.race([once(s, "data").then(() => "data"), once(s, "close").then(() => "close")]);
-  if (first !== "data") throw new Error("the connection was closed instead of carried");
-  return s;
-}
-
-const carried = async (port: number): Promise<boolean> => (await exchange(port, "probe").catch(() => Buffer.alloc(0))).toString() === "probe";
 
 const gone = (pid: number): boolean => {
   try {
@@ -30,6 +19,13 @@ const gone = (pid: number): boolean => {
   }
 };
 
+/** Stops an upgrade's successor (not this test's child: no exit event) and waits, bounded, for it to go. */
+async function stopSuccessor(pid: number, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (pid === 0 || gone(pid)) return;
+  process.kill(pid, signal);
+  for (const until = Date.now() + 20_000; !gone(pid) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+}
+
 test("MaxConnections holds across an upgrade: the predecessor's open connections count in the successor", async (t) => {
   const target = await startTarget("echo");
   const [port] = (await freePorts(1)) as [number];
@@ -39,8 +35,7 @@ test("MaxConnections holds across an upgrade: the predecessor's open connections
   t.teardown(async () => {
     for (const s of open) s.destroy();
     await sup.stop();
-    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
-    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await stopSuccessor(successor);
     await target.close();
   });
   for (let i = 0; i < MAX; i++) open.push(await held(port));
@@ -69,8 +64,7 @@ test("one upgrade at a time, and no reload during one: each refused with its rea
   let successor = 0;
   t.teardown(async () => {
     await sup.stop();
-    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
-    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await stopSuccessor(successor);
     await target.close();
   });
   const first = runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "upgrade"]);
@@ -95,7 +89,7 @@ test("stopped while its predecessor still drains, a successor exits only after i
   t.teardown(async () => {
     for (const s of open) s.destroy();
     await sup.stop();
-    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGKILL");
+    await stopSuccessor(successor, "SIGKILL");
     await target.close();
   });
   const long = await held(port);
@@ -125,8 +119,7 @@ test("SIGUSR2 upgrades like ctl upgrade: a new supervisor serves, the old one ex
   let successor = 0;
   t.teardown(async () => {
     await sup.stop();
-    if (successor !== 0 && !gone(successor)) process.kill(successor, "SIGTERM");
-    for (const until = Date.now() + 20_000; successor !== 0 && !gone(successor) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await stopSuccessor(successor);
     await target.close();
   });
   process.kill(sup.pid, "SIGUSR2");

@@ -1,5 +1,6 @@
 // Targets and clients for tests: real sockets on 127.0.0.1.
 import net from "node:net";
+import { once } from "node:events";
 import crypto from "node:crypto";
 import fs from "node:fs";
 
@@ -165,4 +166,33 @@ export async function clientLoops(
     }),
   );
   return result;
+}
+
+/** A connection carried to an echoing target and kept open; rejects if the proxy closes it instead. */
+export async function held(port: number): Promise<net.Socket> {
+  const s = net.connect(port, "127.0.0.1");
+  s.on("error", () => undefined);
+  s.write("ping");
+  const first = await Promise.race([once(s, "data").then(() => "data"), once(s, "close").then(() => "close")]);
+  if (first !== "data") throw new Error("the connection was closed instead of carried");
+  return s;
+}
+
+/** Whether a new connection is carried (echoed) rather than closed at once. */
+export async function carried(port: number): Promise<boolean> {
+  const reply = await exchange(port, "probe").catch(() => Buffer.alloc(0));
+  return reply.toString() === "probe";
+}
+
+/** Connects from `localAddress`, writes `payload`, ends, and reads to the end: [reply, the local port used]. */
+export async function dialFrom(localAddress: string, port: number, payload: string): Promise<[string, number]> {
+  const s = net.connect({ host: "127.0.0.1", port, localAddress, allowHalfOpen: true });
+  s.on("error", () => undefined);
+  await once(s, "connect");
+  const localPort = s.localPort!;
+  s.end(payload);
+  let reply = "";
+  s.setEncoding("utf8").on("data", (d: string) => (reply += d));
+  await once(s, "close");
+  return [reply, localPort];
 }
