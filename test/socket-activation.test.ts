@@ -36,6 +36,8 @@ test("a socket unit's listener is served as it is, kept out of the fd store, and
   t.deepEqual(onPort.map((s) => s.inode), [inode]);
   // The port the unit did not open, the supervisor bound itself; only that one goes to the store.
   await manager.waitFor((l) => l.event === "fd_store_updated", 20_000, 0);
+  // The log line can reach this process before the manager has polled the datagrams sent just ahead of it.
+  for (const until = Date.now() + 5000; manager.storedNames().length < 2 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
   t.deepEqual(manager.storedNames().sort(), ["state", `tcp-127.0.0.1-${own}`]);
 
   const load = startLoad([port, own], 4, 60_000);
