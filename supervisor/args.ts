@@ -7,6 +7,8 @@ export type SteeringChoice = "auto" | "bpf" | "ports";
 export interface RunOptions {
   config: string;
   workers: number;
+  /** Worker processes kept started ahead, for reloads and replacements to take (--spare-workers; default: --workers). */
+  spareWorkers: number;
   admin: { host: string; port: number };
   steering: SteeringChoice;
   runtimeDir: string;
@@ -39,6 +41,13 @@ function positiveNumber(name: string, text: string, integer: boolean): number {
   return n;
 }
 
+/** A whole number, 0 included. */
+function count(name: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isInteger(n) || n < 0) usage(`--${name}: must be a whole number, 0 or more, got "${text}"`);
+  return n;
+}
+
 /** Seconds, 0 included: a drain timeout of 0 closes open connections at once. */
 function seconds(name: string, text: string): number {
   const n = Number(text);
@@ -68,6 +77,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     options: {
       config: { type: "string", short: "c" },
       workers: { type: "string" },
+      "spare-workers": { type: "string" },
       admin: { type: "string" },
       steering: { type: "string" },
       "runtime-dir": { type: "string" },
@@ -84,9 +94,11 @@ export function parseRunArgs(argv: string[]): RunOptions {
   if (!values.config) usage("run: --config FILE is required");
   const steering = values.steering ?? "auto";
   if (steering !== "auto" && steering !== "bpf" && steering !== "ports") usage(`--steering: expected auto, bpf or ports, got "${steering}"`);
+  const workers = values.workers ? positiveNumber("workers", values.workers, true) : os.availableParallelism();
   return {
     config: values.config,
-    workers: values.workers ? positiveNumber("workers", values.workers, true) : os.availableParallelism(),
+    workers,
+    spareWorkers: values["spare-workers"] !== undefined ? count("spare-workers", values["spare-workers"]) : workers,
     admin: parseHostPort(values.admin ?? "127.0.0.1:9901", "--admin"),
     steering,
     runtimeDir: values["runtime-dir"] ?? defaultRuntimeDir(),

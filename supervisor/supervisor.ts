@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import type { Plan } from "../config/plan.js";
 import { loadConfigFile } from "../config/load.js";
 import type { Logger } from "../common/log.js";
@@ -6,6 +7,8 @@ import { ConfigError, SwitchyardError } from "../common/errors.js";
 import type { RunOptions } from "./args.js";
 import { Pool } from "./workers/pool.js";
 import { WorkerProcess } from "./workers/worker-process.js";
+import { WorkerLaunch, type LaunchOptions } from "./workers/worker-launch.js";
+import { SpareWorkers } from "./workers/spare-workers.js";
 import { ReloadQueue, type ReloadResult } from "./reload/reload-queue.js";
 import { SupervisorMetrics } from "./operations/metrics.js";
 import { AccessLogSink } from "./operations/access-log-sink.js";
@@ -26,6 +29,7 @@ export class Supervisor {
   readonly prober: TargetProber;
   /** Open connections per app across every worker, for MaxConnections. */
   readonly counters = new ConnectionCounters();
+  readonly spares: SpareWorkers;
   lastReload: ReloadResult | undefined;
   /** Reload triggers that arrive before the first generation serves wait for it. */
   private markStarted!: () => void;
@@ -67,6 +71,13 @@ export class Supervisor {
       },
       log,
     );
+    this.spares = new SpareWorkers({
+      count: options.spareWorkers,
+      launch: () => WorkerLaunch.start(this.launchOptions()),
+      // After an upgrade adopted its predecessor's counters, spares started before hold the old table.
+      fits: (launch) => launch.countersFd === this.counters.fd,
+      log,
+    });
     this.pool = new Pool({
       workers: options.workers,
       maxDraining: options.maxDraining,
@@ -76,12 +87,16 @@ export class Supervisor {
       spawn: (o, events) => {
         const counters = this.counters.forWorker(o.plan, () => this.pool.generations().map((g) => g.plan));
         try {
+          const launch = this.spares.take() ?? WorkerLaunch.start(this.launchOptions());
+          // A replacement for a crashed worker took a spare: start the next one (a reload fills after its cut-over).
+          if (this.pool.starting === undefined) setImmediate(() => this.spares.fill());
           return this.metrics.track(new WorkerProcess(
             {
-              ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs, env: process.env, accessLog: this.accessLog.enabled,
-              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, counters: counters ? { fd: this.counters.fd, ...counters } : null, targetStates: this.prober.states(), log,
+              ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs,
+              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, counters: counters ?? null, targetStates: this.prober.states(), log,
             },
             events,
+            launch,
           ));
         } catch (err) {
           if (counters) this.counters.release(counters.row);
@@ -102,10 +117,22 @@ export class Supervisor {
     this.reloads = new ReloadQueue((source) => this.reload(source));
   }
 
+  /** What every worker process is started with, spare or not. */
+  private launchOptions(): LaunchOptions {
+    return {
+      env: process.env,
+      drainTimeoutMs: this.options.drainTimeoutMs,
+      accessLog: this.accessLog.enabled,
+      countersFd: this.counters.fd,
+      compileCacheDir: path.join(this.options.runtimeDir, "compile-cache"),
+    };
+  }
+
   /** First generation; throws (CONFIG_INVALID, LISTEN_FAILED, WORKER_UNHEALTHY) if it cannot serve. */
   async start(plan: Plan, adminPort: number): Promise<void> {
     await this.pool.deploy(plan);
     this.prober.setPlan(plan);
+    this.spares.fill();
     this.markStarted();
     this.onCutOver();
     this.log.info({ event: "supervisor_ready", generation: this.pool.current?.number, mode: this.provider.mode, admin_host: this.options.admin.host, admin_port: adminPort, runtime_dir: this.options.runtimeDir });
@@ -141,6 +168,8 @@ export class Supervisor {
       result = { ok: false, code: e.code, message: e.message, ...(problems ? { problems } : {}), durationMs: Date.now() - began, source, at };
       this.log.error({ event: "reload_failed", source, code: e.code, reason: e.message, problems, current_generation: this.pool.current?.number });
     }
+    // After the cut-over (or the rollback), replacing the spares this reload took.
+    this.spares.fill();
     this.metrics.reloads.inc({ result: result.ok ? "success" : "failure" });
     this.metrics.reloadDuration.observe(result.durationMs / 1000);
     this.lastReload = result;
@@ -161,6 +190,7 @@ export class Supervisor {
   async stop(release = false): Promise<void> {
     this.log.info({ event: "supervisor_stopping", drain_timeout_ms: this.options.drainTimeoutMs, release });
     this.prober.stop();
+    this.spares.stop();
     await this.pool.stop(release);
     await this.accessLog.close();
   }

@@ -2,7 +2,7 @@
 // state kept across plans, new targets up until proven down, removed ones
 // forgotten, and nothing left running after stop(). No process, no socket.
 import test from "ava";
-import pino from "pino";
+import { createLogger } from "../common/log.js";
 import type { TargetState } from "../common/messages.js";
 import type { AppPlan, HealthCheckPlan, Plan } from "../config/plan.js";
 import { TargetProber } from "../supervisor/health/target-prober.js";
@@ -50,7 +50,7 @@ function harness() {
       onCheck: (app, target, ok) => (checks.push({ app, target, ok }), wake()),
       onForget: (app, target) => forgotten.push(`${app}/${target}`),
     },
-    pino({ level: "silent" }),
+    createLogger({}, "silent"),
     (host) => {
       const r: CheckResult = alive.get(host) === false ? { ok: false, reason: "ECONNREFUSED" } : { ok: true };
       return { result: Promise.resolve(r), finished: Promise.resolve() };

@@ -11,6 +11,11 @@ import { holdTheLoop, readFault } from "./fault-injection.js";
 import { OverloadGuard } from "./overload-guard.js";
 import { TargetHealth } from "./target-health.js";
 import { CounterTable } from "../native/index.js";
+import module from "node:module";
+
+// With NODE_COMPILE_CACHE (Node 22.1 and later; older Node has none), the code compiled
+// for the imports above is written now: as root, before "start" drops privileges.
+(module as { flushCompileCache?: () => void }).flushCompileCache?.();
 
 let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;

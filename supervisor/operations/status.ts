@@ -59,6 +59,8 @@ export async function buildStatus(sup: Supervisor): Promise<Record<string, unkno
     generations,
     /** Every worker process, of whichever generation, flat: for scripts that only count or list them. */
     workers: generations.flatMap((g) => g.workers.map((w) => ({ generation: g.number, generationState: g.state, ...w }))),
+    /** Worker processes started ahead, waiting for a reload or a replacement to take them (--spare-workers). */
+    spares: sup.spares.list(),
     apps: (current?.plan.apps ?? []).map((app) => {
       const health = targetHealth(currentSnapshots, app.name);
       return {

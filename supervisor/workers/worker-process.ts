@@ -1,29 +1,15 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
 import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
-import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD, dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
+import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
 import { Channel } from "../../common/channel.js";
-import { closeFd, socketInode, socketPair } from "../../native/index.js";
+import { closeFd, socketInode } from "../../native/index.js";
+import type { WorkerLaunch } from "./worker-launch.js";
 import { sendListeners } from "./handoff.js";
 import { HealthProbe } from "./health-probe.js";
 import { LIVENESS_INTERVAL_MS, Liveness } from "./liveness.js";
-
-/** The worker's fd of its access-log pipe (stdio index in spawn). */
-const ACCESS_LOG_FD = 5;
-
-const workerMain = fileURLToPath(new URL("../../worker/main.js", import.meta.url));
-
-/**
- * V8 flags for workers. A worker's garbage is short-lived per-connection
- * objects; V8 lets the young generation grow to 3 x 16 MiB semi-spaces under
- * connection churn (about 25 MiB of a busy worker's RSS). 2 MiB semi-spaces
- * keep scavenges cheap and frequent at no measurable cost in throughput.
- */
-const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
-
 
 /** How long a worker told to close its connections now may take to report and exit. */
 const CLOSE_NOW_GRACE_MS = 2000;
@@ -36,15 +22,12 @@ export interface WorkerOptions {
   credentials?: { uid: number; gid: number };
   drainTimeoutMs: number;
   startTimeoutMs: number;
-  env: NodeJS.ProcessEnv;
-  /** Give the worker a pipe for access-log lines. */
-  accessLog: boolean;
   /** --max-connections, per worker; null: no limit. */
   maxConnections: number | null;
   /** --overload-lag; null: no shedding. */
   overloadLagMs: number | null;
-  /** The shared counters' memfd, this worker's row and its apps' slots (MaxConnections); null: none. */
-  counters: { fd: number; row: number; slots: Record<string, number> } | null;
+  /** This worker's row in the shared counters (their memfd is the launch's) and its apps' slots (MaxConnections); null: none. */
+  counters: { row: number; slots: Record<string, number> } | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
   targetStates: readonly TargetState[];
   log: Logger;
@@ -99,59 +82,27 @@ export class WorkerProcess {
   /** Resolves once the worker has closed its copies of the listeners (acknowledged "drain") or exited. */
   readonly stoppedAccepting = new Promise<void>((resolve) => (this.markStoppedAccepting = resolve));
 
-  constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents) {
+  constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents, launch: WorkerLaunch) {
     this.generation = opts.generation;
     this.index = opts.index;
     this.counterRow = opts.counters?.row;
     this.checkedApps = new Set(opts.plan.apps.filter((a) => a.healthCheck !== null).map((a) => a.name));
-    // Out of fds, either pair can fail: nothing opened may outlive the throw.
-    const [ours, theirs] = socketPair();
-    let channelPair: [number, number];
-    try {
-      channelPair = socketPair();
-    } catch (err) {
-      closeFd(ours);
-      closeFd(theirs);
-      throw err;
-    }
-    const [channelOurs, channelTheirs] = channelPair;
-    this.handoffSock = ours;
-    const stdio: ("ignore" | "inherit" | "pipe" | number)[] = ["ignore", "inherit", "inherit"];
-    stdio[CHANNEL_FD] = channelTheirs;
-    stdio[HANDOFF_FD] = theirs;
-    stdio[ACCESS_LOG_FD] = opts.accessLog ? "pipe" : "ignore";
-    if (opts.counters) stdio[COUNTERS_FD] = opts.counters.fd;
-    try {
-      // A fork that fails (EMFILE, EAGAIN) does not throw: spawn returns a child with
-      // no pid and no stdio, and emits "error" on the next tick, with no "exit" to follow.
-      this.child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
-        stdio,
-        // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
-        // otherwise accepts until the queue is empty, so the first to wake takes a whole
-        // burst (2x more than its peer on a busy machine); one accept per wake-up spreads them.
-        env: { UV_TCP_SINGLE_ACCEPT: "1", ...opts.env, SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs), ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: String(ACCESS_LOG_FD) } : {}) },
-      });
-    } catch (err) {
-      closeFd(ours);
-      closeFd(channelOurs);
-      throw err;
-    } finally {
-      closeFd(theirs);
-      closeFd(channelTheirs);
-    }
+    // Its process was started before (a warm spare) or just now; from here its fds are ours to close.
+    launch.adopt();
+    this.child = launch.child;
+    this.handoffSock = launch.handoffFd;
     this.child.on("exit", (code, signal) => this.onExit(code, signal));
     this.child.on("error", (err) => {
       opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
       // The process never started: this is its end.
       if (this.child.pid === undefined) this.onExit(null, null);
     });
-    this.channel = new Channel(channelOurs, {
+    this.channel = new Channel(launch.channelFd, {
       message: (raw) => this.onMessage(raw),
       invalid: (reason, preview) => this.protocolError(reason, preview),
       close: () => this.channelClosed(),
     });
-    const accessLog = (this.child.stdio as unknown as (Readable | null)[] | undefined)?.[ACCESS_LOG_FD] ?? null;
-    if (accessLog) events.onAccessLog(this, accessLog);
+    if (launch.accessLog) events.onAccessLog(this, launch.accessLog);
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
     void this.handOver();
   }

@@ -1,0 +1,157 @@
+import fs from "node:fs";
+import os from "node:os";
+import type { Logger } from "../../common/log.js";
+import type { WorkerLaunch } from "./worker-launch.js";
+
+/** How much lower than the supervisor's a spare's CPU priority is while it loads (nice steps). */
+const SPARE_NICENESS = 10;
+
+/** Backoff after a spare that could not be started or died unadopted: 0.5 s, doubling, at most 30 s. */
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
+export interface SpareOptions {
+  /** How many spares to keep; 0: none (every worker is started when needed). */
+  count: number;
+  launch(): WorkerLaunch;
+  /** Whether a spare can still be adopted: it was started with what a worker needs now (the counters' fd). */
+  fits(launch: WorkerLaunch): boolean;
+  log: Logger;
+}
+
+/**
+ * Warm spare workers: processes started ahead, Node and modules loaded,
+ * waiting for a plan and their fds. A reload or a crashed worker's
+ * replacement takes one instead of paying a process start on the critical
+ * path. They are started after a cut-over, at a lower CPU priority so that
+ * loading them does not take CPU from the serving workers, and given the
+ * supervisor's priority back when adopted. They hold no listener and no
+ * client, so stopping one is a SIGKILL. Cost: one idle worker's memory each
+ * (`spares` in /status), bounded by --spare-workers.
+ */
+export class SpareWorkers {
+  /** Each spare, with the way to stop watching its exit once someone else takes it. */
+  private readonly idle: { launch: WorkerLaunch; forgetExit(): void }[] = [];
+  private stopped = false;
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Cleared once lowering a spare's priority turned out not to be undoable (no CAP_SYS_NICE). */
+  private renice = true;
+  private readonly ownPriority = os.getPriority();
+
+  constructor(private readonly opts: SpareOptions) {}
+
+  /** Starts spares up to the count. Called after a cut-over, when nothing else needs the CPU first. */
+  fill(): void {
+    if (this.stopped || this.retryTimer !== undefined) return;
+    while (this.idle.length < this.opts.count) {
+      if (!this.launchOne()) return;
+    }
+  }
+
+  private launchOne(): boolean {
+    let launch: WorkerLaunch;
+    try {
+      launch = this.opts.launch();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.retryLater({ event: "spare_start_failed", code: e.code, reason: e.message });
+      return false;
+    }
+    const child = launch.child;
+    if (child.pid === undefined) {
+      // The fork failed; its error comes on the next tick.
+      child.once("error", (err: NodeJS.ErrnoException) => this.retryLater({ event: "spare_start_failed", code: err.code, reason: err.message }));
+      launch.discard();
+      return false;
+    }
+    if (this.renice) {
+      try {
+        os.setPriority(child.pid, Math.min(19, this.ownPriority + SPARE_NICENESS));
+      } catch {
+        // Gone already: its exit is handled below.
+      }
+    }
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      const i = this.idle.findIndex((s) => s.launch === launch);
+      if (i < 0) return;
+      this.idle.splice(i, 1);
+      launch.discard();
+      this.retryLater({ event: "spare_exited", pid: child.pid, code, signal });
+    };
+    child.once("exit", onExit);
+    this.idle.push({ launch, forgetExit: () => child.removeListener("exit", onExit) });
+    return true;
+  }
+
+  private retryLater(fields: Record<string, unknown>): void {
+    if (this.stopped) return;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** this.failures++);
+    this.opts.log.warn({ ...fields, retry_in_ms: delay });
+    if (this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.fill();
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * The oldest spare (the likeliest to have loaded), given the supervisor's
+   * priority back; undefined when there is none. Spares that died or no longer
+   * fit are discarded on the way.
+   */
+  take(): WorkerLaunch | undefined {
+    for (let spare = this.idle.shift(); spare !== undefined; spare = this.idle.shift()) {
+      const { launch } = spare;
+      spare.forgetExit();
+      const child = launch.child;
+      if (child.exitCode !== null || child.signalCode !== null || !this.opts.fits(launch)) {
+        launch.discard();
+        continue;
+      }
+      this.failures = 0;
+      if (this.renice) this.restorePriority(child.pid!);
+      this.opts.log.info({ event: "spare_adopted", pid: child.pid, age_ms: Date.now() - launch.launchedAt });
+      return launch;
+    }
+    return undefined;
+  }
+
+  /** Every thread of the process: Node's own threads started at the spare's priority too. */
+  private restorePriority(pid: number): void {
+    let tids: string[];
+    try {
+      tids = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return; // exited meanwhile: its adopter sees the exit
+    }
+    for (const tid of tids) {
+      try {
+        os.setPriority(Number(tid), this.ownPriority);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as { info?: { code?: string } }).info?.code;
+        if (code === "ESRCH") continue;
+        // Raising a priority again needs CAP_SYS_NICE: without it, spares start at the supervisor's.
+        this.renice = false;
+        this.opts.log.warn({ event: "spare_priority_kept", pid, code, reason: "cannot raise a spare's CPU priority back; spares now start at the supervisor's priority" });
+        return;
+      }
+    }
+  }
+
+  /** pid and start time of each spare, for /status. */
+  list(): { pid: number; launchedAt: string }[] {
+    return this.idle.map(({ launch }) => ({ pid: launch.pid!, launchedAt: new Date(launch.launchedAt).toISOString() }));
+  }
+
+  /** Kills every spare; none is started again. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    for (const spare of this.idle.splice(0)) {
+      spare.forgetExit();
+      spare.launch.discard();
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { Readable } from "node:stream";
+import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD } from "../../common/messages.js";
+import { closeFd, socketPair } from "../../native/index.js";
+
+/** The worker's fd of its access-log pipe (stdio index in spawn). */
+export const ACCESS_LOG_FD = 5;
+
+const workerMain = fileURLToPath(new URL("../../worker/main.js", import.meta.url));
+
+/**
+ * V8 flags for workers. A worker's garbage is short-lived per-connection
+ * objects; V8 lets the young generation grow to 3 x 16 MiB semi-spaces under
+ * connection churn (about 25 MiB of a busy worker's RSS). 2 MiB semi-spaces
+ * keep scavenges cheap and frequent at no measurable cost in throughput.
+ */
+const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
+
+/** What every worker process of this supervisor is started with, whatever it will serve. */
+export interface LaunchOptions {
+  env: NodeJS.ProcessEnv;
+  drainTimeoutMs: number;
+  /** Give the worker a pipe for access-log lines. */
+  accessLog: boolean;
+  /** The shared connection counters' memfd (MaxConnections), at COUNTERS_FD. */
+  countersFd: number;
+  /**
+   * Where Node (22.1 and later) keeps compiled code between worker starts
+   * (NODE_COMPILE_CACHE); older Node ignores it. null: none.
+   */
+  compileCacheDir: string | null;
+}
+
+/**
+ * A worker process started with its channel and hand-over socket, loading its
+ * modules, not yet told what to serve: a WorkerProcess adopts it (at once, or
+ * later as a warm spare, supervisor/workers/spare-workers.ts).
+ */
+export class WorkerLaunch {
+  readonly launchedAt = Date.now();
+  /** Set once a WorkerProcess or the spares' owner took charge of the fds. */
+  private released = false;
+
+  private constructor(
+    readonly child: ChildProcess,
+    /** Our end of the message channel. */
+    readonly channelFd: number,
+    /** Our end of the socket the listeners are sent over. */
+    readonly handoffFd: number,
+    readonly accessLog: Readable | null,
+    readonly countersFd: number,
+  ) {}
+
+  /**
+   * Out of fds, a socketpair throws here; a fork that fails (EMFILE, EAGAIN)
+   * does not throw: the child has no pid and emits "error" on the next tick,
+   * with no "exit" to follow (the adopter listens for it).
+   */
+  static start(opts: LaunchOptions): WorkerLaunch {
+    const [ours, theirs] = socketPair();
+    let channelPair: [number, number];
+    try {
+      channelPair = socketPair();
+    } catch (err) {
+      closeFd(ours);
+      closeFd(theirs);
+      throw err;
+    }
+    const [channelOurs, channelTheirs] = channelPair;
+    const stdio: ("ignore" | "inherit" | "pipe" | number)[] = ["ignore", "inherit", "inherit"];
+    stdio[CHANNEL_FD] = channelTheirs;
+    stdio[HANDOFF_FD] = theirs;
+    stdio[ACCESS_LOG_FD] = opts.accessLog ? "pipe" : "ignore";
+    stdio[COUNTERS_FD] = opts.countersFd;
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
+        stdio,
+        // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
+        // otherwise accepts until the queue is empty, so the first to wake takes a whole
+        // burst (2x more than its peer on a busy machine); one accept per wake-up spreads them.
+        env: {
+          UV_TCP_SINGLE_ACCEPT: "1",
+          ...(opts.compileCacheDir !== null ? { NODE_COMPILE_CACHE: opts.compileCacheDir } : {}),
+          ...opts.env,
+          SWITCHYARD_DRAIN_TIMEOUT_MS: String(opts.drainTimeoutMs),
+          ...(opts.accessLog ? { SWITCHYARD_ACCESS_LOG_FD: String(ACCESS_LOG_FD) } : {}),
+        },
+      });
+    } catch (err) {
+      closeFd(ours);
+      closeFd(channelOurs);
+      throw err;
+    } finally {
+      closeFd(theirs);
+      closeFd(channelTheirs);
+    }
+    const accessLog = (child.stdio as unknown as (Readable | null)[] | undefined)?.[ACCESS_LOG_FD] ?? null;
+    return new WorkerLaunch(child, channelOurs, ours, accessLog, opts.countersFd);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Hands the fds to an adopter (WorkerProcess), which closes them from now on. */
+  adopt(): this {
+    if (this.released) throw new Error("worker launch adopted twice");
+    this.released = true;
+    return this;
+  }
+
+  /** A spare no one will adopt: killed, our ends closed. It holds no listener and no client. */
+  discard(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    this.accessLog?.destroy();
+    closeFd(this.channelFd);
+    closeFd(this.handoffFd);
+  }
+}
