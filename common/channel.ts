@@ -56,6 +56,13 @@ export class Channel {
     this.socket.end();
   }
 
+  /** Closes at once, dropping what is queued either way, and reports nothing more. */
+  destroy(): void {
+    this.open = false;
+    this.pending = [];
+    this.socket.destroy();
+  }
+
   private onData(chunk: Buffer): void {
     let start = 0;
     for (let nl = chunk.indexOf(10); nl >= 0 && this.open; nl = chunk.indexOf(10, start)) {

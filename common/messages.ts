@@ -97,6 +97,8 @@ export type ToWorker =
 /** Worker → supervisor. */
 export type FromWorker =
   /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
+  /** Its modules are loaded: a spare started ahead is ready to be given a plan (sent once, unasked). */
+  | { type: "loaded" }
   | { type: "started"; pid: number; inodes: number[] }
   | { type: "start-failed"; code: string; message: string }
   /** Answers "health-check": serving means it holds its fds and would accept at cut-over. */
@@ -153,6 +155,7 @@ function isMetricFamilies(v: unknown): boolean {
  * what a broken or compromised worker wrote.
  */
 const fromWorkerShapes: { [T in FromWorker["type"]]: (m: Fields) => boolean } = {
+  loaded: () => true,
   started: (m) => isCount(m.pid) && Array.isArray(m.inodes) && m.inodes.every(isCount),
   "start-failed": (m) => isString(m.code) && isString(m.message),
   health: (m) => isCount(m.seq) && typeof m.serving === "boolean",

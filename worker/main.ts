@@ -172,6 +172,8 @@ const channel = new Channel(CHANNEL_FD, {
   // sockets so a restarted supervisor can bind them, finish what is open, exit.
   close: () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)),
 });
+// Everything is imported: a spare started ahead (supervisor/workers/spare-workers.ts) can take a plan at once.
+void send({ type: "loaded" });
 // SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
 process.on("SIGINT", () => undefined);
 // USR1 is for the supervisor (reopen the access log); a `systemctl kill -s USR1` reaches the

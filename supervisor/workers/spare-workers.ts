@@ -97,11 +97,13 @@ export class SpareWorkers {
   }
 
   /**
-   * The oldest spare (the likeliest to have loaded), given the supervisor's
+   * A loaded spare if there is one, else the oldest, given the supervisor's
    * priority back; undefined when there is none. Spares that died or no longer
    * fit are discarded on the way.
    */
   take(): WorkerLaunch | undefined {
+    const loaded = this.idle.findIndex((s) => s.launch.loaded);
+    if (loaded > 0) this.idle.unshift(...this.idle.splice(loaded, 1));
     for (let spare = this.idle.shift(); spare !== undefined; spare = this.idle.shift()) {
       const { launch } = spare;
       spare.forgetExit();
@@ -140,9 +142,9 @@ export class SpareWorkers {
     }
   }
 
-  /** pid and start time of each spare, for /status. */
-  list(): { pid: number; launchedAt: string }[] {
-    return this.idle.map(({ launch }) => ({ pid: launch.pid!, launchedAt: new Date(launch.launchedAt).toISOString() }));
+  /** Each spare for /status: ready once its modules are loaded. */
+  list(): { pid: number; ready: boolean; launchedAt: string }[] {
+    return this.idle.map(({ launch }) => ({ pid: launch.pid!, ready: launch.loaded, launchedAt: new Date(launch.launchedAt).toISOString() }));
   }
 
   /** Kills every spare; none is started again. */

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD } from "../../common/messages.js";
+import { Channel, type ChannelEvents } from "../../common/channel.js";
 import { closeFd, socketPair } from "../../native/index.js";
 
 /** The worker's fd of its access-log pipe (stdio index in spawn). */
@@ -41,16 +42,35 @@ export class WorkerLaunch {
   readonly launchedAt = Date.now();
   /** Set once a WorkerProcess or the spares' owner took charge of the fds. */
   private released = false;
+  /** The worker said "loaded": its modules are in, a plan is all it waits for. */
+  loaded = false;
+  /** The channel, read from the start so that "loaded" is seen; its events go to the adopter. */
+  private readonly channel: Channel;
+  private adopter: ChannelEvents | undefined;
+  /** What came before adoption, other than "loaded" (a broken worker's bytes, its exit): replayed to the adopter in order. */
+  private readonly early: ((to: ChannelEvents) => void)[] = [];
 
   private constructor(
     readonly child: ChildProcess,
-    /** Our end of the message channel. */
-    readonly channelFd: number,
+    channelFd: number,
     /** Our end of the socket the listeners are sent over. */
     readonly handoffFd: number,
     readonly accessLog: Readable | null,
     readonly countersFd: number,
-  ) {}
+  ) {
+    this.channel = new Channel(channelFd, {
+      message: (m) => {
+        if (this.adopter) return this.adopter.message(m);
+        if (!this.loaded && typeof m === "object" && m !== null && (m as { type?: unknown }).type === "loaded") {
+          this.loaded = true;
+          return;
+        }
+        this.early.push((to) => to.message(m));
+      },
+      invalid: (reason, preview) => (this.adopter ? this.adopter.invalid(reason, preview) : this.early.push((to) => to.invalid(reason, preview))),
+      close: () => (this.adopter ? this.adopter.close() : this.early.push((to) => to.close())),
+    });
+  }
 
   /**
    * Out of fds, a socketpair throws here; a fork that fails (EMFILE, EAGAIN)
@@ -104,11 +124,26 @@ export class WorkerLaunch {
     return this.child.pid;
   }
 
-  /** Hands the fds to an adopter (WorkerProcess), which closes them from now on. */
-  adopt(): this {
+  /**
+   * Hands the process and its fds to an adopter (WorkerProcess), which closes
+   * them from now on; the channel's events go to `events`, those that came
+   * before on the next tick (the adopter is still being constructed).
+   */
+  adopt(events: ChannelEvents): Channel {
     if (this.released) throw new Error("worker launch adopted twice");
     this.released = true;
-    return this;
+    const early = this.early.splice(0);
+    if (early.length === 0) {
+      this.adopter = events;
+      return this.channel;
+    }
+    // Until the replay, later events queue behind the early ones.
+    this.adopter = { message: (m) => early.push((to) => to.message(m)), invalid: (r, p) => early.push((to) => to.invalid(r, p)), close: () => early.push((to) => to.close()) };
+    setImmediate(() => {
+      this.adopter = events;
+      for (const deliver of early) deliver(events);
+    });
+    return this.channel;
   }
 
   /** A spare no one will adopt: killed, our ends closed. It holds no listener and no client. */
@@ -117,7 +152,7 @@ export class WorkerLaunch {
     this.released = true;
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
     this.accessLog?.destroy();
-    closeFd(this.channelFd);
+    this.channel.destroy();
     closeFd(this.handoffFd);
   }
 }

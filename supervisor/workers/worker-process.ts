@@ -4,7 +4,7 @@ import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
 import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
-import { Channel } from "../../common/channel.js";
+import type { Channel } from "../../common/channel.js";
 import { closeFd, socketInode } from "../../native/index.js";
 import type { WorkerLaunch } from "./worker-launch.js";
 import { sendListeners } from "./handoff.js";
@@ -88,7 +88,11 @@ export class WorkerProcess {
     this.counterRow = opts.counters?.row;
     this.checkedApps = new Set(opts.plan.apps.filter((a) => a.healthCheck !== null).map((a) => a.name));
     // Its process was started before (a warm spare) or just now; from here its fds are ours to close.
-    launch.adopt();
+    this.channel = launch.adopt({
+      message: (raw) => this.onMessage(raw),
+      invalid: (reason, preview) => this.protocolError(reason, preview),
+      close: () => this.channelClosed(),
+    });
     this.child = launch.child;
     this.handoffSock = launch.handoffFd;
     this.child.on("exit", (code, signal) => this.onExit(code, signal));
@@ -96,11 +100,6 @@ export class WorkerProcess {
       opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
       // The process never started: this is its end.
       if (this.child.pid === undefined) this.onExit(null, null);
-    });
-    this.channel = new Channel(launch.channelFd, {
-      message: (raw) => this.onMessage(raw),
-      invalid: (reason, preview) => this.protocolError(reason, preview),
-      close: () => this.channelClosed(),
     });
     if (launch.accessLog) events.onAccessLog(this, launch.accessLog);
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
@@ -132,6 +131,8 @@ export class WorkerProcess {
   }
 
   private readonly handlers: Handlers<FromWorker> = {
+    // Sent once after its imports; a spare's came before adoption (worker-launch.ts).
+    loaded: () => undefined,
     started: (msg) => {
       if (this.protocol.started) return this.protocolError("a second \"started\"", msg);
       this.protocol.started = true;
