@@ -98,7 +98,7 @@ export function renderChart(r: Results): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="${FONT}" role="img" aria-label="switchyard's benchmark ratios against their goals">`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     text(LABEL_X, 32, "switchyard against its goals", `font-size="18" font-weight="700" fill="#1f2328"`),
-    text(LABEL_X, 54, esc(`${r.workers} workers against HAProxy nbthread ${r.workers} unless a row says otherwise · ${r.quick ? "make bench-quick" : "make bench"}, ${date} · ratios of medians from bench/results.json`), `font-size="12" fill="#57606a"`),
+    text(LABEL_X, 54, esc(`${r.workers} workers vs HAProxy nbthread ${r.workers} unless a row says otherwise · ${r.quick ? "make bench-quick" : "make bench"}, ${date} · medians: bench/results.json`), `font-size="12" fill="#57606a"`),
     text(LABEL_X, 72, "Bars start at 1× (parity), log scale. Shaded: where the goal is met; dark line: the goal.", `font-size="12" fill="#57606a"`),
     ...legend,
     `<rect x="${LABEL_X + 340}" y="84" width="22" height="14" fill="#dafbe1"/><line x1="${LABEL_X + 351}" x2="${LABEL_X + 351}" y1="82" y2="100" stroke="#1f2328" stroke-width="2"/>`,

@@ -1,7 +1,8 @@
 // `make bench` / `make bench-quick`: re-executes itself in a private network
 // namespace, starts the backends, measures every party in interleaved rounds,
-// writes bench/RESULTS.md (and prints it), bench/results.json and bench/chart.svg. Every process started is stopped at
-// the end, on error and on SIGINT/SIGTERM too (procs.ts keeps their pids).
+// writes bench/RESULTS.md (and prints it), bench/results.json and
+// bench/chart.svg. Every process started is stopped at the end, on error and
+// on SIGINT/SIGTERM too (procs.ts keeps their pids).
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { inBenchNetns, nofileLimit, reexecInNetns, requireOwnNetns } from "./netns.js";

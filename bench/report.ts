@@ -82,7 +82,7 @@ export function renderReport(rec: Recorder, info: RunInfo): string {
     `- versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
     `- every party and backend on 127.0.0.1 in a private network namespace; ${o.workers} switchyard workers, HAProxy \`nbthread ${o.workers}\` (master-worker, seamless reload: \`reload\` on the master CLI); switchyard access log off, HAProxy without logging`,
     "- backends: nginx (one worker, `return 200` with a 128-byte body) for HTTP, `iperf3 -s` for throughput, small Node servers for tags and idle connections",
-    "- ratios: switchyard's median divided by HAProxy's or direct's; above 1 is better for rates, worse for latency, memory and times",
+    "- ratios: switchyard's median divided by HAProxy's or direct's; above 1 is better for rates, worse for latency, memory, CPU and times",
     ...info.notes.map((n) => `- ${n}`),
     "",
     "## Goals",

@@ -29,7 +29,7 @@ export const steadyMetrics = {
   ccP50: metric(C, "p50 latency", "ms", 3),
   ccP99: metric(C, "p99 latency", "ms", 3),
   ccErr: metric(C, "errors (all kinds)", "count", 0, false),
-  ccCpu: metric(C, "CPU per connection (/proc: utime + stime of every proxy process over the run / connections made)", "µs", 1),
+  ccCpu: metric(C, "CPU per connection (utime + stime of all proxy processes over the run, /proc)", "µs", 1),
   rssIdle: metric(M, "idle", "MiB", 1),
   rssIdleAnon: metric(M, "idle, anonymous only (RssAnon: without the binary shared between processes)", "MiB", 1),
   processes: metric(M, "processes, idle (spares included)", "count", 1, false),
