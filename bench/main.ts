@@ -20,7 +20,7 @@ import { explainReloadSection, reloadUnderLoad } from "./measure/reload-load.js"
 import { scaleRound } from "./measure/scale.js";
 import { explainSaturation, saturationRound } from "./measure/saturation.js";
 import { sniPeekRound } from "./measure/sni-peek.js";
-import { reloadCpu, reloadCpuMetrics } from "./measure/reload-cpu.js";
+import { explainReloadCpu, reloadCpu, reloadCpuMetrics } from "./measure/reload-cpu.js";
 import { measureNodeIdle, measureNodeStart, NodeBaseline } from "./measure/node-baseline.js";
 import { derive } from "./derived.js";
 import { buildResults, writeResults } from "./results-json.js";
@@ -93,6 +93,7 @@ async function measure(): Promise<void> {
     }
   }
   if (wants(o, "cpu")) {
+    explainReloadCpu(rec, o.reloadCpuSamples);
     for (const r of rounds) {
       say(`CPU per reload, round ${r + 1}/${o.rounds}: ${o.nodeStartRuns} × bare node -e 0`);
       await measureNodeStart(baseline, o.nodeStartRuns).catch((err: Error) => say(`  bare node -e 0 not measured: ${err.message}`));

@@ -87,6 +87,14 @@ async function untilQuiet(party: Party, s: Settle): Promise<Reading | undefined>
   return undefined;
 }
 
+/** How the figures were taken, once under the section's table. */
+export function explainReloadCpu(rec: Recorder, samples: number): void {
+  rec.text(
+    S,
+    `per reload: from the trigger until the party is quiet again (${QUIET_MS / 1000} s with no process coming or going and no more CPU than idle, spares ready), the party's idle CPU over that span taken off; processes that exited count through their parent's cutime + cstime; one unmeasured reload first, then the median of ${samples} in a row`,
+  );
+}
+
 export async function reloadCpu(rec: Recorder, party: Party, samples: number): Promise<void> {
   if (!party.reload || !party.reloadCounts) return;
   for (const x of Object.values(m)) rec.declare(x);
