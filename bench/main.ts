@@ -1,7 +1,8 @@
 // `make bench` / `make bench-quick`: re-executes itself in a private network
 // namespace, starts the backends, measures every party in interleaved rounds,
-// writes bench/RESULTS.md and prints it. Every process started is stopped at
-// the end, on error and on SIGINT/SIGTERM too (procs.ts keeps their pids).
+// writes bench/RESULTS.md (and prints it), bench/results.json and
+// bench/chart.svg. Every process started is stopped at the end, on error and
+// on SIGINT/SIGTERM too (procs.ts keeps their pids).
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { inBenchNetns, nofileLimit, reexecInNetns, requireOwnNetns } from "./netns.js";
@@ -19,6 +20,11 @@ import { explainReloadSection, reloadUnderLoad } from "./measure/reload-load.js"
 import { scaleRound } from "./measure/scale.js";
 import { explainSaturation, saturationRound } from "./measure/saturation.js";
 import { sniPeekRound } from "./measure/sni-peek.js";
+import { explainReloadCpu, reloadCpu, reloadCpuMetrics } from "./measure/reload-cpu.js";
+import { measureNodeIdle, measureNodeStart, NodeBaseline } from "./measure/node-baseline.js";
+import { derive } from "./derived.js";
+import { buildResults, writeResults } from "./results-json.js";
+import { writeChart } from "./chart.js";
 
 const argv = process.argv.slice(2);
 if (!inBenchNetns()) process.exit(await reexecInNetns(fileURLToPath(import.meta.url), argv));
@@ -40,6 +46,7 @@ const ALL_PARTIES = EVERY_PARTY.filter((p) => !o.parties || o.parties.has(p));
 const PROXIES = EVERY_PROXY.filter((p) => !o.parties || o.parties.has(p));
 const spec: PartySpec = { workers: o.workers, maxconn: Math.min(o.idleConnections + 250, Math.floor((nofileLimit() - 200) / 2)), scalePorts: 0 };
 const rec = new Recorder();
+const baseline = new NodeBaseline();
 const clock = () => `[${new Date(performance.now() - began).toISOString().slice(14, 19)}]`;
 const say = (s: string) => console.log(`${clock()} ${s}`);
 
@@ -66,6 +73,8 @@ async function withParty(name: PartyName, work: (p: Party) => Promise<void>, onU
 async function measure(): Promise<void> {
   const rounds = Array.from({ length: o.rounds }, (_, r) => r);
   if (wants(o, "steady")) {
+    say("bare idle node: RssAnon once it settled");
+    await measureNodeIdle(baseline);
     for (const r of rounds) {
       for (const name of ALL_PARTIES) {
         say(`steady state, round ${r + 1}/${o.rounds}: ${name}`);
@@ -80,6 +89,17 @@ async function measure(): Promise<void> {
       for (const name of PROXIES) {
         say(`reload latency, round ${r + 1}/${o.rounds}: ${name}`);
         await withParty(name, (p) => reloadLatency(rec, p, o.latencySamples), (why) => rec.note(latencyMetrics.median, name, why));
+      }
+    }
+  }
+  if (wants(o, "cpu")) {
+    explainReloadCpu(rec, o.reloadCpuSamples);
+    for (const r of rounds) {
+      say(`CPU per reload, round ${r + 1}/${o.rounds}: ${o.nodeStartRuns} × bare node -e 0`);
+      await measureNodeStart(baseline, o.nodeStartRuns).catch((err: Error) => say(`  bare node -e 0 not measured: ${err.message}`));
+      for (const name of PROXIES) {
+        say(`CPU per reload, round ${r + 1}/${o.rounds}: ${name}`);
+        await withParty(name, (p) => reloadCpu(rec, p, o.reloadCpuSamples), (why) => rec.note(reloadCpuMetrics.perReload, name, why));
       }
     }
   }
@@ -144,8 +164,14 @@ const notes = [
   `HAProxy maxconn ${spec.maxconn}`,
   ...(failure ? [`**run aborted early**: ${(failure as Error).message}`] : []),
 ];
-const report = renderReport(rec, { machine: describeMachine(nofileLimit()), options: o, parties: [...ALL_PARTIES], startedAt, seconds: (performance.now() - began) / 1000, notes });
-const out = fileURLToPath(new URL("../../bench/RESULTS.md", import.meta.url));
-fs.writeFileSync(out, report);
-console.log(`\n${report}\nwritten to ${out}`);
+if (baseline.startCpuMs.length) notes.push(`bare \`node -e 0\`: ${baseline.startCpu().toFixed(1)} ms CPU (median of ${baseline.startCpuMs.length} starts, bash's \`time\`); a reload is set against ${o.workers} of them for switchyard (its --workers), 1 for HAProxy (its one new worker)`);
+if (baseline.idleRssAnon.length) notes.push(`bare idle \`node\` (\`node -e 'setInterval(() => {}, 1e9)'\`, settled): RssAnon ${(baseline.idleAnon() / 2 ** 20).toFixed(1)} MiB`);
+derive(rec, o, [...ALL_PARTIES], baseline);
+const results = buildResults(rec, o, [...ALL_PARTIES], baseline, startedAt);
+const report = renderReport(rec, { machine: describeMachine(nofileLimit()), options: o, parties: [...ALL_PARTIES], startedAt, seconds: (performance.now() - began) / 1000, notes, results });
+const file = (name: string) => fileURLToPath(new URL(`../../bench/${name}`, import.meta.url));
+fs.writeFileSync(file("RESULTS.md"), report);
+writeResults(file("results.json"), results);
+writeChart(file("chart.svg"), results);
+console.log(`\n${report}\n${JSON.stringify(results, null, 2)}\nwritten to ${file("RESULTS.md")}, results.json and chart.svg`);
 process.exit(failure ? 1 : 0);

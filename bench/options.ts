@@ -17,8 +17,12 @@ export interface BenchOptions {
   reloadIntervalsMs: number[];
   /** Reload-latency samples per party and round. */
   latencySamples: number;
+  /** Reloads in a row whose CPU is measured, per party and round (after one unmeasured). */
+  reloadCpuSamples: number;
+  /** `node -e 0` starts whose CPU is measured, per round: the yardstick for a reload's CPU. */
+  nodeStartRuns: number;
   scalePorts: number[];
-  /** Only these measurements run, when set (`--only steady,latency,reload,saturation,sni,scale`). */
+  /** Only these measurements run, when set (`--only steady,latency,cpu,reload,saturation,sni,scale`). */
   only?: Set<string>;
   /** Only these parties, when set (`--parties haproxy,switchyard-bpf`). */
   parties?: Set<string>;
@@ -39,8 +43,8 @@ export function parseOptions(argv: string[], nofile: number): BenchOptions {
   const only = flag(argv, "--only");
   const workers = Number(flag(argv, "--workers") ?? 2);
   const base: BenchOptions = quick
-    ? { quick, rounds: 1, workers, iperfSeconds: 2, wrkSeconds: 3, idleConnections: 2000, idleWanted: 2000, reloadLoadSeconds: 5, reloadIntervalsMs: [1000, 100], latencySamples: 3, scalePorts: [10, 1000] }
-    : { quick, rounds: 3, workers, iperfSeconds: 3, wrkSeconds: 5, idleConnections: 10_000, idleWanted: 10_000, reloadLoadSeconds: 20, reloadIntervalsMs: [1000, 100], latencySamples: 5, scalePorts: [10, 1000, 20_000] };
+    ? { quick, rounds: 1, workers, iperfSeconds: 2, wrkSeconds: 3, idleConnections: 2000, idleWanted: 2000, reloadLoadSeconds: 5, reloadIntervalsMs: [1000, 100], latencySamples: 3, reloadCpuSamples: 3, nodeStartRuns: 10, scalePorts: [10, 1000] }
+    : { quick, rounds: 3, workers, iperfSeconds: 3, wrkSeconds: 5, idleConnections: 10_000, idleWanted: 10_000, reloadLoadSeconds: 20, reloadIntervalsMs: [1000, 100], latencySamples: 5, reloadCpuSamples: 5, nodeStartRuns: 10, scalePorts: [10, 1000, 20_000] };
   base.idleConnections = idleConnectionsFor(nofile, base.idleConnections);
   const rounds = flag(argv, "--rounds");
   if (rounds) base.rounds = Number(rounds);

@@ -46,6 +46,11 @@ export class Recorder {
     e.samples.set(party, [...(e.samples.get(party) ?? []), value]);
   }
 
+  /** Puts the metric's row in its place in the table now; its figures come later (derived.ts). */
+  declare(m: Metric): void {
+    this.entry(m);
+  }
+
   /** A reason the party has no figure (first one kept: rounds usually fail alike). */
   note(m: Metric, party: string, text: string): void {
     const e = this.entry(m);
@@ -64,8 +69,9 @@ export class Recorder {
     return [...this.entries.values()].filter((e) => e.metric.section === section);
   }
 
+  /** NaN when there is none; asking adds no row. */
   median(m: Metric, party: string): number {
-    return median(this.entry(m).samples.get(party) ?? []);
+    return median(this.entries.get(`${m.section}\u0000${m.label}`)?.samples.get(party) ?? []);
   }
 }
 

@@ -4,6 +4,8 @@ import type { Machine } from "./machine.js";
 import type { BenchOptions } from "./options.js";
 import type { Entry, Recorder } from "./record.js";
 import { median } from "./record.js";
+import type { Results } from "./results-json.js";
+import { GOALS, JUDGED, meets } from "./goals.js";
 
 export interface RunInfo {
   machine: Machine;
@@ -12,6 +14,8 @@ export interface RunInfo {
   startedAt: Date;
   seconds: number;
   notes: string[];
+  /** What results.json holds: the goal table's ratios come from it, as the chart's do. */
+  results: Results;
 }
 
 const cellText = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -49,6 +53,22 @@ function table(entries: Entry[], allParties: string[]): string[] {
   return [head, head.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`);
 }
 
+/** Every goal's ratio per switchyard mode, ✓ where it is met; the chart draws the same. */
+function goalTable(r: Results): string[] {
+  const head = ["figure", "better", "goal", "against", ...JUDGED];
+  const rows = GOALS.map((g) => [
+    g.figure,
+    g.better,
+    `${g.better === "higher" ? "≥" : "≤"} ${g.goal}×`,
+    g.against,
+    ...JUDGED.map((p) => {
+      const v = g.ratio(r, p);
+      return v === undefined ? "–" : `${v.toFixed(2)}× ${meets(g, v) ? "✓" : "✗"}`;
+    }),
+  ]);
+  return [head, head.map(() => "---"), ...rows].map((row) => `| ${row.map(cellText).join(" | ")} |`);
+}
+
 export function renderReport(rec: Recorder, info: RunInfo): string {
   const { machine: m, options: o } = info;
   const out: string[] = [
@@ -62,8 +82,16 @@ export function renderReport(rec: Recorder, info: RunInfo): string {
     `- versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(", ")}`,
     `- every party and backend on 127.0.0.1 in a private network namespace; ${o.workers} switchyard workers, HAProxy \`nbthread ${o.workers}\` (master-worker, seamless reload: \`reload\` on the master CLI); switchyard access log off, HAProxy without logging`,
     "- backends: nginx (one worker, `return 200` with a 128-byte body) for HTTP, `iperf3 -s` for throughput, small Node servers for tags and idle connections",
-    "- ratios: switchyard's median divided by HAProxy's or direct's; above 1 is better for rates, worse for latency, memory and times",
+    "- ratios: switchyard's median divided by HAProxy's or direct's; above 1 is better for rates, worse for latency, memory, CPU and times",
     ...info.notes.map((n) => `- ${n}`),
+    "",
+    "## Goals",
+    "",
+    "Ratios of the medians in [`results.json`](results.json) (how each is computed: [`goals.ts`](goals.ts)); against HAProxy unless the row says otherwise.",
+    "",
+    "[![switchyard's ratios against their goals](chart.svg)](chart.svg)",
+    "",
+    ...goalTable(info.results),
   ];
   for (const section of rec.sections()) {
     out.push("", `## ${section}`, "", ...table(rec.metrics(section), info.parties));

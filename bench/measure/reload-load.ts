@@ -8,10 +8,12 @@ import type { Variant } from "../layout.js";
 
 const section = (intervalMs: number, seconds: number) => `Reloads under load: every ${intervalMs} ms for ${seconds} s (wrk, new connection per request, 64 connections)`;
 
-function metrics(intervalMs: number, seconds: number) {
+export function reloadLoadMetrics(intervalMs: number, seconds: number) {
   const s = section(intervalMs, seconds);
   return {
     rps: metric(s, "requests/s", "req/s"),
+    /** Filled in by derived.ts from the steady section's connections/s of the same party. */
+    vsSteady: metric(s, "requests/s / the party's own steady connections/s (same run, no reloads)", "x", 2, false),
     connect: metric(s, "connect errors", "count", 0, false),
     read: metric(s, "read errors", "count", 0, false),
     write: metric(s, "write errors", "count", 0, false),
@@ -29,8 +31,10 @@ export function explainReloadSection(rec: Recorder, intervalMs: number, seconds:
 }
 
 export async function reloadUnderLoad(rec: Recorder, party: Party, intervalMs: number, seconds: number): Promise<void> {
-  const m = metrics(intervalMs, seconds);
+  const m = reloadLoadMetrics(intervalMs, seconds);
   if (!party.reload || !party.reloadCounts) return;
+  rec.declare(m.rps);
+  rec.declare(m.vsSteady);
   const startCounts = party.reloadCounts();
   let running = true;
   let triggered = 0;
@@ -52,7 +56,7 @@ export async function reloadUnderLoad(rec: Recorder, party: Party, intervalMs: n
   try {
     r = await load;
   } catch (err) {
-    for (const x of Object.values(m) as Metric[]) rec.note(x, party.name, `failed: ${(err as Error).message.slice(0, 160)}`);
+    for (const x of (Object.values(m) as Metric[]).filter((x) => x !== m.vsSteady)) rec.note(x, party.name, `failed: ${(err as Error).message.slice(0, 160)}`);
     return;
   } finally {
     await reloads;

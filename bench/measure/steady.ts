@@ -1,5 +1,6 @@
 // One party, one round, steady state: bulk throughput, keep-alive and
-// connection-per-request HTTP, memory, and how evenly workers accept.
+// connection-per-request HTTP (with the CPU each connection costs), memory
+// (spares counted apart), and how evenly workers accept.
 import { metric, type Metric, type Recorder } from "../record.js";
 import type { BenchOptions } from "../options.js";
 import type { Party, WorkerShare } from "../parties/party.js";
@@ -7,6 +8,9 @@ import { iperf } from "../tools/iperf.js";
 import { errorTotal, wrk, type WrkResult } from "../tools/wrk.js";
 import { holdIdleConnections } from "./idle-conns.js";
 import { MiB, partyAnonRss, partyRss, peakRssDuring } from "./rss.js";
+import { totalAnonRss } from "../procfs.js";
+import { treeCpu } from "../cputime.js";
+import { sleep } from "../procs.js";
 
 const T = "Throughput (iperf3, Gbit/s)";
 const K = "HTTP over 64 keep-alive connections (wrk → nginx)";
@@ -25,8 +29,14 @@ export const steadyMetrics = {
   ccP50: metric(C, "p50 latency", "ms", 3),
   ccP99: metric(C, "p99 latency", "ms", 3),
   ccErr: metric(C, "errors (all kinds)", "count", 0, false),
+  ccCpu: metric(C, "CPU per connection (utime + stime of all proxy processes over the run, /proc)", "µs", 1),
   rssIdle: metric(M, "idle", "MiB", 1),
   rssIdleAnon: metric(M, "idle, anonymous only (RssAnon: without the binary shared between processes)", "MiB", 1),
+  processes: metric(M, "processes, idle (spares included)", "count", 1, false),
+  anonPerProcess: metric(M, "idle RssAnon per process", "MiB", 2, false),
+  anonVsNode: metric(M, "idle RssAnon per process / a bare idle `node`", "x", 2, false),
+  spares: metric(M, "spare workers, idle", "count", 1, false),
+  sparesAnon: metric(M, "spare workers' RssAnon (sum)", "MiB", 1, false),
   rssLoad: metric(M, "peak under keep-alive load", "MiB", 1),
   rssHeld: (n: number) => metric(M, `with ${n.toLocaleString("en-US")} idle connections`, "MiB", 1),
   rssPerConn: metric(M, "per idle connection", "KiB", 1),
@@ -56,14 +66,40 @@ function shareDelta(before: WorkerShare[], after: WorkerShare[]): number[] {
   return after.map((w) => w.accepted - (before.find((b) => b.pid === w.pid)?.accepted ?? 0));
 }
 
+/** Waits (bounded) until every spare the party lists is ready: their start-up is not idle memory. */
+async function sparesReady(party: Party): Promise<{ pid: number }[]> {
+  if (!party.spares) return [];
+  const deadline = performance.now() + 15_000;
+  for (;;) {
+    const spares = await party.spares().catch(() => []);
+    if (spares.every((x) => x.ready) || performance.now() > deadline) return spares;
+    await sleep(250);
+  }
+}
+
+/** The idle memory figures: all processes, per process, and the spares' share. */
+async function idleMemory(rec: Recorder, party: Party): Promise<void> {
+  // Every row in its place, whichever party comes first (HAProxy has no spares rows to fill).
+  for (const x of [m.rssIdle, m.rssIdleAnon, m.processes, m.anonPerProcess, m.anonVsNode, m.spares, m.sparesAnon]) rec.declare(x);
+  const spares = await sparesReady(party);
+  // The status request woke every process: let them settle again.
+  if (party.spares) await sleep(500);
+  const pids = party.pids();
+  const anon = partyAnonRss(party);
+  rec.add(m.rssIdle, party.name, partyRss(party) / MiB);
+  rec.add(m.rssIdleAnon, party.name, anon / MiB);
+  rec.add(m.processes, party.name, pids.length);
+  rec.add(m.anonPerProcess, party.name, anon / Math.max(1, pids.length) / MiB);
+  if (!party.spares) return;
+  rec.add(m.spares, party.name, spares.length);
+  rec.add(m.sparesAnon, party.name, totalAnonRss(spares.map((x) => x.pid)) / MiB);
+}
+
 export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, round: number): Promise<void> {
   const name = party.name;
   // Let freshly started workers settle (JIT, first GC) before the idle figure.
   await new Promise((r) => setTimeout(r, 1000));
-  if (party.proxied) {
-    rec.add(m.rssIdle, name, partyRss(party) / MiB);
-    rec.add(m.rssIdleAnon, name, partyAnonRss(party) / MiB);
-  }
+  if (party.proxied) await idleMemory(rec, party);
 
   for (const [streams, mt] of [[1, m.iperf1], [4, m.iperf4]] as const) {
     const gbps = await attempt(rec, party, [mt], () => iperf(party.port("bulk"), streams, o.iperfSeconds));
@@ -77,8 +113,11 @@ export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, 
   }
 
   const before = party.workerShares ? await party.workerShares().catch(() => []) : [];
+  const cpuBefore = party.proxied ? treeCpu(() => party.pids()).ms : NaN;
   const cc = await attempt(rec, party, [m.ccRps, m.ccP50, m.ccP99, m.ccErr], () => wrk({ port: party.port("web"), connections: 64, seconds: o.wrkSeconds, close: true }));
   if (cc) recordWrk(rec, party, cc, m.ccRps, m.ccP50, m.ccP99, m.ccErr);
+  // wrk's request count is the connection count: one request per connection.
+  if (cc && party.proxied && cc.requests > 0) rec.add(m.ccCpu, name, ((treeCpu(() => party.pids()).ms - cpuBefore) * 1000) / cc.requests);
   if (cc && party.workerShares) {
     const deltas = shareDelta(before, await party.workerShares());
     const lo = Math.min(...deltas);

@@ -7,6 +7,12 @@ export interface WorkerShare {
   accepted: number;
 }
 
+/** A worker process switchyard keeps started ahead of the next reload. */
+export interface Spare {
+  pid: number;
+  ready: boolean;
+}
+
 export interface ReloadCounts {
   succeeded: number;
   failed: number;
@@ -33,6 +39,8 @@ export interface Party {
   reloadCounts?(): ReloadCounts;
   /** Connections accepted so far by each worker of the serving generation. */
   workerShares?(): Promise<WorkerShare[]>;
+  /** Spare worker processes started ahead of the next reload ([] when the proxy keeps none). */
+  spares?(): Promise<Spare[]>;
 }
 
 /** How every proxy party is configured: same workers, same ports, optional scale app. */

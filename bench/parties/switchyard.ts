@@ -9,7 +9,7 @@ import { start, stop, waitForLine, type Proc } from "../procs.js";
 import { processTree } from "../procfs.js";
 import { httpJson } from "../net.js";
 import { writeAtomically } from "./config-file.js";
-import { Unavailable, type Party, type PartySpec, type ReloadCounts, type WorkerShare } from "./party.js";
+import { Unavailable, type Party, type PartySpec, type ReloadCounts, type Spare, type WorkerShare } from "./party.js";
 
 export const cli = fileURLToPath(new URL("../../../bin/switchyard.js", import.meta.url));
 
@@ -26,6 +26,8 @@ export function switchyardConfig(spec: PartySpec, variant: Variant): unknown {
 
 interface Status {
   generations: { state: string; workers: { pid: number | null; accepted?: number | null }[] }[];
+  /** Absent from versions that start no spares. */
+  spares?: { pid?: number | null; ready?: boolean }[];
 }
 
 type Event = Record<string, unknown> & { event?: string };
@@ -102,6 +104,12 @@ export class Switchyard implements Party {
     const status = await httpJson<Status>(ADMIN_PORT, "/status");
     const serving = status.generations.find((g) => g.state === "serving");
     return (serving?.workers ?? []).map((w) => ({ pid: w.pid ?? 0, accepted: w.accepted ?? 0 }));
+  }
+
+  async spares(): Promise<Spare[]> {
+    const status = await httpJson<Status>(ADMIN_PORT, "/status");
+    if (!Array.isArray(status.spares)) return [];
+    return status.spares.flatMap((s) => (typeof s.pid === "number" ? [{ pid: s.pid, ready: s.ready === true }] : []));
   }
 
   pids(): number[] {
