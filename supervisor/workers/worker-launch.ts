@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD } from "../../common/messages.js";
@@ -8,7 +10,38 @@ import { closeFd, socketPair } from "../../native/index.js";
 /** The worker's fd of its access-log pipe (stdio index in spawn). */
 export const ACCESS_LOG_FD = 5;
 
-const workerMain = fileURLToPath(new URL("../../worker/main.js", import.meta.url));
+const distDir = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Every compiled file under `dir`, newest modification time (ms); 0 when there is none. */
+function newestJs(dir: string): number {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith(".js")) continue;
+    newest = Math.max(newest, fs.statSync(path.join(entry.parentPath ?? (entry as { path: string }).path, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The worker's code as one bundle (`make build`: dist/worker/bundle.js), which
+ * starts about 30 ms of CPU and 2 MiB faster and smaller than its 30 modules;
+ * the modules themselves when there is no bundle or it is older than any of
+ * them (a `tsc` run after the last `make build`). Decided once per supervisor.
+ */
+function chooseWorkerEntry(): string {
+  const modules = path.join(distDir, "worker", "main.js");
+  const bundle = path.join(distDir, "worker", "bundle.js");
+  try {
+    const bundled = fs.statSync(bundle).mtimeMs;
+    const sources = Math.max(...["worker", "common", "native", "config"].map((d) => newestJs(path.join(distDir, d))).filter((t) => t !== 0), 0);
+    // The bundle itself is under worker/: it is the newest when it is current.
+    return bundled >= sources ? bundle : modules;
+  } catch {
+    return modules;
+  }
+}
+
+const workerEntry = chooseWorkerEntry();
 
 /**
  * V8 flags for workers. A worker's garbage is short-lived per-connection
@@ -95,7 +128,7 @@ export class WorkerLaunch {
     stdio[COUNTERS_FD] = opts.countersFd;
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerMain], {
+      child = spawn(process.execPath, [...WORKER_NODE_FLAGS, workerEntry], {
         stdio,
         // UV_TCP_SINGLE_ACCEPT: all workers wait on the same listening sockets, and libuv
         // otherwise accepts until the queue is empty, so the first to wake takes a whole
