@@ -99,7 +99,7 @@ export class Relay {
     return id;
   }
 
-  /** Closes both sockets now; done() says "shutdown". Nothing if it has already ended. */
+  /** Closes both sockets now; done() says "shutdown". Nothing if it has already ended (or the relay is closed). */
   shutdown(id: number): void {
     this.native.shutdown(id);
   }
@@ -118,7 +118,10 @@ export class Relay {
     return this.native.stats();
   }
 
-  /** Stops the thread and frees every pipe; throws ERR_RELAY_BUSY while size > 0. A closed relay takes no more. */
+  /**
+   * Stops the thread and frees every pipe; throws ERR_RELAY_BUSY while size > 0.
+   * Again: nothing. A closed relay's add() throws ERR_RELAY_CLOSED.
+   */
   close(): void {
     this.native.close();
   }

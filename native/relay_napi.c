@@ -25,14 +25,14 @@
 
 static void relay_cleanup_hook(void *arg);
 
-static struct relay *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+static struct relay *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed) {
   size_t argc = want;
   napi_value self;
   void *data = NULL;
   if (!sy_napi_ok(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL), "napi_get_cb_info")) return NULL;
   if (!sy_napi_ok(env, napi_unwrap(env, self, &data), "napi_unwrap")) return NULL;
   struct relay *r = data;
-  if (r->closed) {
+  if (r->closed && !allow_closed) {
     napi_throw_error(env, "ERR_RELAY_CLOSED", "relay: already closed");
     return NULL;
   }
@@ -127,7 +127,7 @@ static napi_value throw_freeing(napi_env env, struct relay_conn *c, int err, con
 /* On any failure the fds stay open and the caller's (to carry the connection some other way). */
 static napi_value m_add(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  struct relay *r = get_self(env, info, 5, argv);
+  struct relay *r = get_self(env, info, 5, argv, false);
   int client, target;
   int64_t idle;
   if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !sy_get_fd(env, argv[1], "targetFd", &target) ||
@@ -201,9 +201,9 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
 
 static napi_value m_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  struct relay *r = get_self(env, info, 1, argv);
+  struct relay *r = get_self(env, info, 1, argv, true);
   int64_t id;
-  if (r == NULL || !sy_get_int(env, argv[0], "id", 0, MAX_ID, &id)) return NULL;
+  if (r == NULL || !sy_get_int(env, argv[0], "id", 0, MAX_ID, &id) || r->closed) return NULL;
   pthread_mutex_lock(&r->mu);
   struct relay_conn *c = relay_slot_find(r, (uint64_t)id);
   if (c != NULL && !list_linked(&c->shut)) list_add_tail(&r->shut, &c->shut);
@@ -213,7 +213,7 @@ static napi_value m_shutdown(napi_env env, napi_callback_info info) {
 }
 
 static napi_value m_shutdown_all(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL);
+  struct relay *r = get_self(env, info, 0, NULL, true);
   if (r == NULL || !r->started) return NULL;
   pthread_mutex_lock(&r->mu);
   r->shut_all_before = r->seq + 1;
@@ -223,8 +223,8 @@ static napi_value m_shutdown_all(napi_env env, napi_callback_info info) {
 }
 
 static napi_value m_close(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL);
-  if (r == NULL) return NULL;
+  struct relay *r = get_self(env, info, 0, NULL, true);
+  if (r == NULL || r->closed) return NULL;
   if (r->js_open > 0) {
     char msg[96];
     snprintf(msg, sizeof msg, "relay: %zu connections still open", r->js_open);
@@ -247,7 +247,7 @@ static bool set_stat(napi_env env, napi_value obj, const char *name, uint64_t v)
 }
 
 static napi_value m_stats(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL);
+  struct relay *r = get_self(env, info, 0, NULL, true);
   if (r == NULL) return NULL;
   pthread_mutex_lock(&r->mu);
   uint64_t live = r->live;
