@@ -10,5 +10,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, switchyard_init_tcp(env, exports));
   NAPI_CALL(env, switchyard_init_counters(env, exports));
   NAPI_CALL(env, switchyard_init_notify(env, exports));
+  NAPI_CALL(env, switchyard_init_relay(env, exports));
   return exports;
 }

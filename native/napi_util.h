@@ -24,6 +24,7 @@ napi_status switchyard_init_lock(napi_env env, napi_value exports);
 napi_status switchyard_init_tcp(napi_env env, napi_value exports);
 napi_status switchyard_init_counters(napi_env env, napi_value exports);
 napi_status switchyard_init_notify(napi_env env, napi_value exports);
+napi_status switchyard_init_relay(napi_env env, napi_value exports);
 
 /* The shared connection counters' size (counters.c): app slots (MAX_APPS in config/limits.ts) and worker rows. */
 #define SY_COUNTER_SLOTS 4096

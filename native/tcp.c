@@ -47,6 +47,14 @@ static int tcp_state(int fd) {
   return ti.tcpi_state;
 }
 
+int sy_tcp_outq(int fd, const char **syscall, const char **detail) {
+  int queued = 0;
+  int state = tcp_state(fd);
+  if (state < 0) return (*syscall = "getsockopt", *detail = "TCP_INFO", -1);
+  if (state != TCP_CLOSE && ioctl(fd, SIOCOUTQ, &queued) != 0) return (*syscall = "ioctl", *detail = "SIOCOUTQ", -1);
+  return state == TCP_CLOSE ? 0 : queued;
+}
+
 /*
  * pendingBytes(fd) -> bytes written that the peer has not acknowledged yet
  * (SIOCOUTQ), or 0 once the connection is closed: after a reset the kernel
@@ -54,13 +62,13 @@ static int tcp_state(int fd) {
  */
 static napi_value pending_bytes(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
-  int fd, queued = 0;
+  int fd;
   if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
-  int state = tcp_state(fd);
-  if (state < 0) return sy_throw_errno(env, errno, "getsockopt", "TCP_INFO");
-  if (state != TCP_CLOSE && ioctl(fd, SIOCOUTQ, &queued) != 0) return sy_throw_errno(env, errno, "ioctl", "SIOCOUTQ");
+  const char *syscall = NULL, *detail = NULL;
+  int queued = sy_tcp_outq(fd, &syscall, &detail);
+  if (queued < 0) return sy_throw_errno(env, errno, syscall, detail);
   napi_value result;
-  NAPI_CALL(env, napi_create_int32(env, state == TCP_CLOSE ? 0 : queued, &result));
+  NAPI_CALL(env, napi_create_int32(env, queued, &result));
   return result;
 }
 

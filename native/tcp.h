@@ -8,4 +8,11 @@
 /* SO_KEEPALIVE with its three timings; on failure, *failed names the option and errno is set. */
 int sy_set_keepalive(int fd, int idle_s, int interval_s, int probes, const char **failed);
 
+/*
+ * Bytes written to a TCP socket that its peer has not acknowledged (SIOCOUTQ),
+ * 0 once the connection is closed (a reset leaves a stale count); -1 with errno
+ * set and the failing call named.
+ */
+int sy_tcp_outq(int fd, const char **syscall, const char **detail);
+
 #endif

@@ -1,0 +1,348 @@
+/*
+ * The relay's JS side (native/relay.ts is its facade):
+ *
+ *   relayCreate(onEnds, maxFreePipes, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
+ *   add(clientFd, targetFd, idleMs or -1, toTarget?, toClient?) -> id
+ *
+ * onEnds(Float64Array of [id, reason, bytesIn, bytesOut, errno] per connection)
+ * runs on the JS thread through a threadsafe function, which is ref'd only
+ * while connections are open: the relay alone never keeps the process alive.
+ * That function holds the facade, which holds this object: it is collected
+ * only after close() has released the function (or at teardown).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "napi_util.h"
+#include "relay.h"
+
+#define END_FIELDS 5
+/* config/limits.ts allows far less; this only keeps the arithmetic in range. */
+#define MAX_IDLE_MS ((int64_t)1 << 40)
+#define MAX_ID (((int64_t)1 << 53) - 1)
+
+static void relay_cleanup_hook(void *arg);
+
+static struct relay *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed) {
+  size_t argc = want;
+  napi_value self;
+  void *data = NULL;
+  if (!sy_napi_ok(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL), "napi_get_cb_info")) return NULL;
+  if (!sy_napi_ok(env, napi_unwrap(env, self, &data), "napi_unwrap")) return NULL;
+  struct relay *r = data;
+  if (r->closed && !allow_closed) {
+    napi_throw_error(env, "ERR_RELAY_CLOSED", "relay: already closed");
+    return NULL;
+  }
+  return r;
+}
+
+/* The threadsafe function's call: every connection on the done list, in one batch. */
+static void deliver(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)data;
+  struct relay *r = context;
+  if (env == NULL) return; /* teardown: relay_stop frees the list */
+  pthread_mutex_lock(&r->mu);
+  struct relay_conn *list = r->done;
+  r->done = NULL;
+  r->done_tail = &r->done;
+  r->notify_pending = false;
+  pthread_mutex_unlock(&r->mu);
+  size_t n = 0;
+  for (struct relay_conn *c = list; c != NULL; c = c->next) n++;
+  if (n == 0) return;
+
+  double *fields;
+  napi_value buffer, array, undefined;
+  if (napi_create_arraybuffer(env, n * END_FIELDS * sizeof(double), (void **)&fields, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, n * END_FIELDS, buffer, 0, &array) != napi_ok ||
+      napi_get_undefined(env, &undefined) != napi_ok) {
+    /* Out of JS memory: put them back and try again on a later turn of the loop. */
+    pthread_mutex_lock(&r->mu);
+    struct relay_conn **tail = &list;
+    while (*tail != NULL) tail = &(*tail)->next;
+    *tail = r->done;
+    if (r->done == NULL) r->done_tail = tail;
+    r->done = list;
+    r->notify_pending = true;
+    pthread_mutex_unlock(&r->mu);
+    napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
+    return;
+  }
+  size_t i = 0;
+  for (struct relay_conn *c = list, *next; c != NULL; c = next, i += END_FIELDS) {
+    next = c->next;
+    fields[i] = (double)c->id;
+    fields[i + 1] = c->reason;
+    fields[i + 2] = (double)c->dir[SIDE_CLIENT].bytes;
+    fields[i + 3] = (double)c->dir[SIDE_TARGET].bytes;
+    fields[i + 4] = c->err;
+    conn_free(c, false);
+  }
+  r->js_open -= n;
+  if (r->js_open == 0) napi_unref_threadsafe_function(env, r->tsfn);
+  /* A throw is Node's to report (the facade rethrows its callbacks' errors on a later tick). */
+  napi_call_function(env, undefined, js_cb, 1, &array, NULL);
+}
+
+static bool get_bytes(napi_env env, napi_value value, const char *name, struct relay_dir *d) {
+  napi_valuetype type;
+  bool is_buffer;
+  void *data;
+  size_t len;
+  if (!sy_napi_ok(env, napi_typeof(env, value, &type), "napi_typeof")) return false;
+  if (type == napi_undefined || type == napi_null) return true;
+  if (!sy_napi_ok(env, napi_is_buffer(env, value, &is_buffer), "napi_is_buffer")) return false;
+  if (!is_buffer) return sy_throw_arg(env, false, name, "a Buffer");
+  if (!sy_napi_ok(env, napi_get_buffer_info(env, value, &data, &len), "napi_get_buffer_info")) return false;
+  if (len == 0) return true;
+  if ((d->buf = malloc(len)) == NULL) {
+    sy_throw_errno(env, ENOMEM, "malloc", name);
+    return false;
+  }
+  memcpy(d->buf, data, len);
+  d->buf_len = len;
+  return true;
+}
+
+static int set_nonblock(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return -1;
+  return (flags & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static int watch(struct relay *r, struct relay_conn *c, int side) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                           .data.ptr = (void *)((uintptr_t)c | (uintptr_t)side)};
+  return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd[side], &ev);
+}
+
+static napi_value throw_freeing(napi_env env, struct relay_conn *c, int err, const char *syscall, const char *detail) {
+  conn_free(c, false);
+  return sy_throw_errno(env, err, syscall, detail);
+}
+
+/* On any failure the fds stay open and the caller's (to carry the connection some other way). */
+static napi_value m_add(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  struct relay *r = get_self(env, info, 5, argv, false);
+  int client, target;
+  int64_t idle;
+  if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !sy_get_fd(env, argv[1], "targetFd", &target) ||
+      !sy_get_int(env, argv[2], "idleTimeoutMs", -1, MAX_IDLE_MS, &idle))
+    return NULL;
+  if (idle == 0) {
+    sy_throw_arg(env, true, "idleTimeoutMs", "an integer >= 1, or -1 for none");
+    return NULL;
+  }
+  if (client == target) {
+    sy_throw_arg(env, false, "targetFd", "another fd than clientFd");
+    return NULL;
+  }
+
+  struct relay_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay connection");
+  c->fd[SIDE_CLIENT] = client;
+  c->fd[SIDE_TARGET] = target;
+  for (int s = 0; s < 2; s++) {
+    c->readable[s] = c->writable[s] = true;
+    c->dir[s].pipe.r = c->dir[s].pipe.w = -1;
+  }
+  c->idle_ms = idle;
+  if (!get_bytes(env, argv[3], "toTarget", &c->dir[SIDE_CLIENT]) || !get_bytes(env, argv[4], "toClient", &c->dir[SIDE_TARGET])) {
+    conn_free(c, false);
+    return NULL;
+  }
+  if (set_nonblock(client) != 0 || set_nonblock(target) != 0) return throw_freeing(env, c, errno, "fcntl", "O_NONBLOCK");
+  const char *syscall = NULL;
+  int err = r->started ? 0 : relay_start(r, &syscall);
+  if (err != 0) return throw_freeing(env, c, err, syscall, NULL);
+
+  pthread_mutex_lock(&r->mu);
+  err = relay_slot_alloc(r, c);
+  pthread_mutex_unlock(&r->mu);
+  if (err != 0) return throw_freeing(env, c, err, "malloc", "relay ids");
+  if (watch(r, c, SIDE_CLIENT) != 0 || watch(r, c, SIDE_TARGET) != 0) {
+    err = errno;
+    bool client_watched = epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL) == 0;
+    pthread_mutex_lock(&r->mu);
+    relay_slot_free(r, c);
+    if (client_watched) {
+      /* The thread may hold an event for it from before the DEL: it frees c after that batch. */
+      free(c->dir[0].buf);
+      free(c->dir[1].buf);
+      c->dir[0].buf = c->dir[1].buf = NULL;
+      c->next = r->discards;
+      r->discards = c;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (client_watched) {
+      relay_wake(r);
+      return sy_throw_errno(env, err, "epoll_ctl", NULL);
+    }
+    return throw_freeing(env, c, err, "epoll_ctl", NULL);
+  }
+
+  for (int s = 0; s < 2; s++)
+    if (c->dir[s].buf != NULL) relay_stat_add(&r->buffers, 1);
+  double id = (double)c->id;
+  pthread_mutex_lock(&r->mu);
+  *r->adds_tail = c;
+  r->adds_tail = &c->next;
+  pthread_mutex_unlock(&r->mu);
+  relay_wake(r);
+  if (r->js_open++ == 0) napi_ref_threadsafe_function(env, r->tsfn);
+  napi_value result;
+  NAPI_CALL(env, napi_create_double(env, id, &result));
+  return result;
+}
+
+static napi_value m_shutdown(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct relay *r = get_self(env, info, 1, argv, true);
+  int64_t id;
+  if (r == NULL || !sy_get_int(env, argv[0], "id", 0, MAX_ID, &id) || r->closed) return NULL;
+  pthread_mutex_lock(&r->mu);
+  struct relay_conn *c = relay_slot_find(r, (uint64_t)id);
+  if (c != NULL && !list_linked(&c->shut)) list_add_tail(&r->shut, &c->shut);
+  pthread_mutex_unlock(&r->mu);
+  if (c != NULL) relay_wake(r);
+  return NULL;
+}
+
+static napi_value m_shutdown_all(napi_env env, napi_callback_info info) {
+  struct relay *r = get_self(env, info, 0, NULL, true);
+  if (r == NULL || !r->started) return NULL;
+  pthread_mutex_lock(&r->mu);
+  r->shut_all_before = r->seq + 1;
+  pthread_mutex_unlock(&r->mu);
+  relay_wake(r);
+  return NULL;
+}
+
+static napi_value m_close(napi_env env, napi_callback_info info) {
+  struct relay *r = get_self(env, info, 0, NULL, true);
+  if (r == NULL || r->closed) return NULL;
+  if (r->js_open > 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "relay: %zu connections still open", r->js_open);
+    napi_throw_error(env, "ERR_RELAY_BUSY", msg);
+    return NULL;
+  }
+  relay_stop(r);
+  pool_destroy(&r->pool);
+  napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+  if (r->hooked) napi_remove_env_cleanup_hook(env, relay_cleanup_hook, r);
+  r->hooked = false;
+  r->closed = true;
+  return NULL;
+}
+
+static bool set_stat(napi_env env, napi_value obj, const char *name, uint64_t v) {
+  napi_value value;
+  return sy_napi_ok(env, napi_create_double(env, (double)v, &value), "napi_create_double") &&
+         sy_napi_ok(env, napi_set_named_property(env, obj, name, value), "napi_set_named_property");
+}
+
+static napi_value m_stats(napi_env env, napi_callback_info info) {
+  struct relay *r = get_self(env, info, 0, NULL, true);
+  if (r == NULL) return NULL;
+  pthread_mutex_lock(&r->mu);
+  uint64_t live = r->live;
+  pthread_mutex_unlock(&r->mu);
+  napi_value obj;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  if (!set_stat(env, obj, "open", live) || !set_stat(env, obj, "pipesFree", relay_stat_get(&r->pool.nfree)) ||
+      !set_stat(env, obj, "pipesBusy", relay_stat_get(&r->pool.busy)) ||
+      !set_stat(env, obj, "buffers", relay_stat_get(&r->buffers)) ||
+      !set_stat(env, obj, "copyReads", relay_stat_get(&r->copy_reads)) ||
+      !set_stat(env, obj, "pipeFailures", relay_stat_get(&r->pipe_failures)))
+    return NULL;
+  return obj;
+}
+
+/* The environment is going away (process exit, a worker thread's end): stop the thread before Node frees the tsfn. */
+static void relay_cleanup_hook(void *arg) {
+  struct relay *r = arg;
+  r->hooked = false;
+  relay_stop(r);
+  r->closed = true;
+}
+
+static void relay_free(napi_env env, struct relay *r) {
+  relay_stop(r);
+  pool_destroy(&r->pool);
+  if (r->hooked) napi_remove_env_cleanup_hook(env, relay_cleanup_hook, r);
+  pthread_mutex_destroy(&r->mu);
+  free(r->slots);
+  free(r);
+}
+
+static void relay_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  relay_free(env, data);
+}
+
+static napi_value relay_create(napi_env env, napi_callback_info info) {
+  SY_ARGS(env, info, 3, argv);
+  napi_valuetype type;
+  int64_t max_free;
+  bool force_copy;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_function) {
+    sy_throw_arg(env, false, "onEnds", "of type function");
+    return NULL;
+  }
+  if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free)) return NULL;
+  NAPI_CALL(env, napi_get_value_bool(env, argv[2], &force_copy));
+
+  struct relay *r = calloc(1, sizeof *r);
+  if (r == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay");
+  r->force_copy = force_copy;
+  r->epfd = r->evfd = -1;
+  r->free_slot = RELAY_NO_SLOT;
+  r->adds_tail = &r->adds;
+  r->done_tail = &r->done;
+  r->zombies_tail = &r->zombies;
+  list_init(&r->shut);
+  list_init(&r->all);
+  list_init(&r->more);
+  int err = pthread_mutex_init(&r->mu, NULL);
+  if (err != 0) {
+    free(r);
+    return sy_throw_errno(env, err, "pthread_mutex_init", NULL);
+  }
+  if (pool_init(&r->pool, (size_t)max_free) != 0) {
+    relay_free(env, r);
+    return sy_throw_errno(env, ENOMEM, "calloc", "pipe pool");
+  }
+  napi_value name, self;
+  NAPI_CALL_GOTO(env, napi_create_string_utf8(env, "switchyard-relay", NAPI_AUTO_LENGTH, &name), fail);
+  NAPI_CALL_GOTO(env, napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, r, deliver, &r->tsfn), fail);
+  NAPI_CALL_GOTO(env, napi_unref_threadsafe_function(env, r->tsfn), fail_tsfn);
+  /* After the tsfn's own: hooks run last-added first, so the thread stops before Node frees the tsfn. */
+  NAPI_CALL_GOTO(env, napi_add_env_cleanup_hook(env, relay_cleanup_hook, r), fail_tsfn);
+  r->hooked = true;
+  NAPI_CALL_GOTO(env, napi_create_object(env, &self), fail_tsfn);
+  NAPI_CALL_GOTO(env, napi_wrap(env, self, r, relay_finalize, NULL, NULL), fail_tsfn);
+  /* From here on the finalizer owns r. */
+  napi_property_descriptor methods[] = {
+      SY_FN("add", m_add),         SY_FN("shutdown", m_shutdown), SY_FN("shutdownAll", m_shutdown_all),
+      SY_FN("close", m_close),     SY_FN("stats", m_stats),
+  };
+  NAPI_CALL(env, napi_define_properties(env, self, sizeof methods / sizeof methods[0], methods));
+  return self;
+
+fail_tsfn:
+  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+fail:
+  relay_free(env, r);
+  return NULL;
+}
+
+napi_status switchyard_init_relay(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {SY_FN("relayCreate", relay_create)};
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}
