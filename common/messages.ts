@@ -7,6 +7,9 @@ import type { Plan } from "../config/plan.js";
 /** Worker's fd number of the message channel (stdio index in spawn). */
 export const CHANNEL_FD = 3;
 
+/** --data-path: "native" (the addon's splice relay, native/relay.ts) or "js" (Node streams). */
+export type DataPath = "native" | "js";
+
 /** Worker's fd number of the shared connection counters' memfd (native/counters.c). */
 export const COUNTERS_FD = 6;
 
@@ -72,6 +75,8 @@ export type ToWorker =
       maxConnections: number | null;
       /** --overload-lag: event-loop delay past which it stops accepting for a while; null: never. */
       overloadLagMs: number | null;
+      /** Who carries the bytes of an established connection: the addon's splice relay, or Node streams. */
+      dataPath: DataPath;
       /** Its row in the shared counters (on COUNTERS_FD) and its apps' slots, for MaxConnections; null: none. */
       counters: { row: number; slots: Record<string, number> } | null;
       /**

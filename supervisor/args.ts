@@ -1,6 +1,7 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { SwitchyardError } from "../common/errors.js";
+import type { DataPath } from "../common/messages.js";
 
 export type SteeringChoice = "auto" | "bpf" | "ports";
 
@@ -23,6 +24,8 @@ export interface RunOptions {
   maxConnections: number | null;
   /** Event-loop delay (p99, ms) past which a worker stops accepting for a while; null: never. */
   overloadLagMs: number | null;
+  /** --data-path: who carries established connections' bytes in the workers. */
+  dataPath: DataPath;
   /** Keep sockets and BPF state in systemd's fd store (--fd-store, or $FDSTORE > 0 from systemd 254 on). */
   fdStore: boolean;
 }
@@ -53,6 +56,12 @@ function seconds(name: string, text: string): number {
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n) || n < 0) usage(`--${name}: must be a number of seconds, 0 or more, got "${text}"`);
   return n;
+}
+
+/** --data-path native|js: default native. */
+function dataPath(text: string | undefined): DataPath {
+  if (text === undefined || text === "native" || text === "js") return text ?? "native";
+  usage(`--data-path: expected native or js, got "${text}"`);
 }
 
 /** --overload-lag MS: default 500; 0 turns load shedding off. */
@@ -89,6 +98,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       "max-connections": { type: "string" },
       "overload-lag": { type: "string" },
       "fd-store": { type: "boolean" },
+      "data-path": { type: "string" },
     },
   });
   if (!values.config) usage("run: --config FILE is required");
@@ -109,6 +119,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     accessLog: values["access-log"] ?? "-",
     maxConnections: values["max-connections"] ? positiveNumber("max-connections", values["max-connections"], true) : null,
     overloadLagMs: overloadLag(values["overload-lag"]),
+    dataPath: dataPath(values["data-path"]),
     fdStore: values["fd-store"] === true || Number(process.env.FDSTORE ?? 0) > 0,
   };
 }

@@ -93,7 +93,7 @@ export class Supervisor {
           return this.metrics.track(new WorkerProcess(
             {
               ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs,
-              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, counters: counters ?? null, targetStates: this.prober.states(), log,
+              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, dataPath: options.dataPath, counters: counters ?? null, targetStates: this.prober.states(), log,
             },
             events,
             launch,

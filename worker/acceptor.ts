@@ -113,6 +113,7 @@ export class Acceptor {
     }
     this.connHooks = {
       wantsAddresses: hooks.wantsAddresses,
+      relay: hooks.relay,
       onUpstreamFailure: (app, f) => hooks.onUpstreamFailure(app, f),
       onConnected: (app, target) => hooks.onConnected(app, target),
       onFinished: (record, conn) => {

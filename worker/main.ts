@@ -11,6 +11,7 @@ import { holdTheLoop, readFault } from "./fault-injection.js";
 import { OverloadGuard } from "./overload-guard.js";
 import { TargetHealth } from "./target-health.js";
 import { CounterTable } from "../native/index.js";
+import { Relay } from "../native/relay.js";
 import module from "node:module";
 
 // With NODE_COMPILE_CACHE (Node 22.1 and later; older Node has none), the code compiled
@@ -52,6 +53,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     listeners,
     {
       wantsAddresses: accessLog.enabled,
+      relay: msg.dataPath === "native" ? new Relay() : null,
       onAccepted: (app) => {
         if (app !== undefined) m.connectionAccepted(app);
       },
@@ -81,7 +83,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   ready = true;
   void send({ type: "started", pid: process.pid, inodes: listeners.map((l) => l.inode) });
   if (typeof fault === "object" && fault.when === "started") channel.writeRaw(fault.channelBytes);
-  log.info({ event: "worker_started", listeners: listeners.length, uid: process.getuid?.() });
+  log.info({ event: "worker_started", listeners: listeners.length, uid: process.getuid?.(), data_path: msg.dataPath });
 }
 
 async function serve(): Promise<void> {

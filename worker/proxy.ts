@@ -3,7 +3,8 @@ import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
-import { isReset, pendingBytes } from "../native/index.js";
+import { closeFd, dupFd, isReset, pendingBytes } from "../native/index.js";
+import type { Relay, RelayEnd } from "../native/relay.js";
 import { socketFd } from "../common/socket-fd.js";
 import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint } from "./proxy-protocol.js";
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from "./client-hello.js";
@@ -89,6 +90,11 @@ export interface ProxyHooks {
    * only when something (the access log) uses them.
    */
   readonly wantsAddresses: boolean;
+  /**
+   * Carries established connections' bytes (--data-path native): splice() on
+   * the addon's thread; null: Node streams (--data-path js).
+   */
+  readonly relay: Relay | null;
   onUpstreamFailure(app: AppPlan, f: ConnectFailure): void;
   onConnected(app: AppPlan, target: Target): void;
   onFinished(record: ConnectionRecord, conn: ProxiedConnection): void;
@@ -123,6 +129,10 @@ export class ProxiedConnection {
   private localPort: number | undefined;
   /** What the client dialled, as a balancer's PROXY header said (AcceptProxyProtocol). */
   private dialled: Endpoint | undefined;
+  /** Carried by the native relay: its id there; the Node sockets are gone. */
+  private relayId: number | undefined;
+  /** What the relay reported at the end: the bytes each way. */
+  private relayed: RelayEnd | undefined;
 
   constructor(
     private readonly client: net.Socket,
@@ -262,21 +272,23 @@ export class ProxiedConnection {
   }
 
   private attach(app: AppPlan, socket: net.Socket, target: Target): void {
+    let header: Buffer | undefined;
     if (app.proxyProtocol !== null) {
-      const header = this.proxyHeaderFor(app.proxyProtocol);
+      header = this.proxyHeaderFor(app.proxyProtocol);
       // No addresses: the client is already gone.
       if (header === undefined) {
         socket.destroy();
         return this.fail("client_error");
       }
-      // First on the wire, before any byte of the client's.
-      socket.write(header);
     }
     this.health.succeeded(target);
     this.upstream = socket;
     this.target = target;
     this.runtime?.open.connected(target);
     this.hooks.onConnected(app, target);
+    if (this.hooks.relay !== null && this.handToRelay(this.hooks.relay, app, socket, header)) return;
+    // First on the wire, before any byte of the client's.
+    if (header !== undefined) socket.write(header);
     socket.on("error", () => this.fail("target_error"));
     socket.on("close", () => this.maybeFinish());
     this.watchWhilePaused(this.client, "client_error");
@@ -286,6 +298,53 @@ export class ProxiedConnection {
     socket.pipe(this.client);
     this.client.resume();
     if (app.idleTimeoutMs !== null) this.watchIdle(app.idleTimeoutMs, socket);
+  }
+
+  /**
+   * Gives both sockets to the native relay: their fds duplicated, the Node
+   * sockets closed (the kernel's connections live on in the duplicates), what
+   * Node already read from the client (after a PROXY header or a ClientHello
+   * peek) sent first, after the PROXY header for the target. False when the
+   * relay cannot take it (out of fds or memory): Node streams carry it.
+   */
+  private handToRelay(relay: Relay, app: AppPlan, upstream: net.Socket, header: Buffer | undefined): boolean {
+    const clientFd = socketFd(this.client);
+    const targetFd = socketFd(upstream);
+    if (clientFd === undefined || targetFd === undefined) return false;
+    let fds: [number, number] | undefined;
+    try {
+      const c = dupFd(clientFd);
+      try {
+        fds = [c, dupFd(targetFd)];
+      } catch (err) {
+        closeFd(c);
+        throw err;
+      }
+    } catch {
+      return false;
+    }
+    // Paused since accept: what is buffered is all Node read, and it reads nothing more before the sockets close.
+    const early: Buffer[] = [];
+    for (let chunk: Buffer | null; (chunk = this.client.read() as Buffer | null) !== null; ) early.push(chunk);
+    const toTarget = header === undefined && early.length === 0 ? undefined : Buffer.concat(header === undefined ? early : [header, ...early]);
+    try {
+      this.relayId = relay.add(fds[0], fds[1], { idleTimeoutMs: app.idleTimeoutMs, toTarget }, (end) => this.relayEnded(end));
+    } catch {
+      closeFd(fds[0]);
+      closeFd(fds[1]);
+      for (const chunk of early.reverse()) this.client.unshift(chunk);
+      return false;
+    }
+    this.client.destroy();
+    upstream.destroy();
+    return true;
+  }
+
+  private relayEnded(end: RelayEnd): void {
+    this.relayed = end;
+    if (this.endReason === "closed") this.endReason = end.reason;
+    this.relayId = undefined;
+    this.maybeFinish();
   }
 
   /**
@@ -348,6 +407,11 @@ export class ProxiedConnection {
 
   private fail(reason: EndReason): void {
     if (this.finished) return;
+    if (this.relayId !== undefined) {
+      // Only the drain deadline ends a relayed connection from here; its sockets are the relay's.
+      if (reason === "shutdown") this.hooks.relay!.shutdown(this.relayId);
+      return;
+    }
     if (this.endReason === "closed") this.endReason = reason;
     this.client.destroy();
     this.abortDial?.();
@@ -357,6 +421,8 @@ export class ProxiedConnection {
 
   private maybeFinish(): void {
     if (this.finished) return;
+    // Relayed: the Node sockets' closing is not the connection's end; the relay's report is.
+    if (this.relayId !== undefined) return;
     const upstream = this.upstream;
     if (!this.client.destroyed) {
       // The target is gone: the client gets its FIN (pipe() sent it) and closes when done.
@@ -380,8 +446,8 @@ export class ProxiedConnection {
         clientPort: this.clientPort,
         localPort: this.localPort,
         target: this.target?.label,
-        bytesIn: this.upstream?.bytesWritten ?? 0,
-        bytesOut: this.client.bytesWritten,
+        bytesIn: this.relayed?.bytesIn ?? this.upstream?.bytesWritten ?? 0,
+        bytesOut: this.relayed?.bytesOut ?? this.client.bytesWritten,
         startedAt: this.startedAt,
         durationMs: Date.now() - this.startedAt,
         end: this.endReason,

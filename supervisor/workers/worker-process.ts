@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import type { Plan } from "../../config/plan.js";
 import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
-import { dispatch, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
+import { dispatch, type DataPath, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
 import type { Channel } from "../../common/channel.js";
 import { closeFd, socketInode } from "../../native/index.js";
 import type { WorkerLaunch } from "./worker-launch.js";
@@ -26,6 +26,7 @@ export interface WorkerOptions {
   maxConnections: number | null;
   /** --overload-lag; null: no shedding. */
   overloadLagMs: number | null;
+  dataPath: DataPath;
   /** This worker's row in the shared counters (their memfd is the launch's) and its apps' slots (MaxConnections); null: none. */
   counters: { row: number; slots: Record<string, number> } | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
@@ -120,6 +121,7 @@ export class WorkerProcess {
       credentials: opts.credentials,
       maxConnections: opts.maxConnections,
       overloadLagMs: opts.overloadLagMs,
+      dataPath: opts.dataPath,
       counters: opts.counters ? { row: opts.counters.row, slots: opts.counters.slots } : null,
       targetStates: this.ofMyPlan(opts.targetStates),
     });
