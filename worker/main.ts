@@ -102,6 +102,9 @@ async function serve(): Promise<void> {
   log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
+/** How long the drain deadline waits for the native relay to report the connections it closed. */
+const RELAY_SHUTDOWN_WAIT_MS = 1000;
+
 /** While draining: ends the drain at an earlier deadline than the one it has. */
 let hastenDrain: ((timeoutMs: number) => void) | undefined;
 
@@ -127,7 +130,11 @@ async function drain(timeoutMs: number): Promise<void> {
     };
   });
   const outcome = await Promise.race([acceptor?.idle().then(() => "idle" as const) ?? Promise.resolve("idle" as const), deadline]);
-  if (outcome === "timeout") acceptor?.closeAll();
+  if (outcome === "timeout" && acceptor) {
+    acceptor.closeAll();
+    // The relay's connections end on its thread: their ends (access log, metrics) come back shortly.
+    await Promise.race([acceptor.idle(), new Promise((resolve) => setTimeout(resolve, RELAY_SHUTDOWN_WAIT_MS).unref())]);
+  }
   const cut = outcome === "timeout" ? open : 0;
   await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [] });
   log.info({ event: "worker_drained", outcome });
