@@ -97,18 +97,29 @@ export class SpareWorkers {
   }
 
   /**
-   * A loaded spare if there is one, else the oldest, given the supervisor's
-   * priority back; undefined when there is none. Spares that died or no longer
-   * fit are discarded on the way.
+   * The oldest loaded spare, given the supervisor's priority back; undefined
+   * when none is loaded. Only a loaded one: until it says "loaded" a spare has
+   * no handler for the HUP or USR1 a `systemctl kill` sends the whole unit (Node
+   * resets inherited signal dispositions as it starts, so nothing done here can
+   * shield it), and a reload that HUP triggers must not adopt a spare the same
+   * HUP is killing: it would fail (seen: "hand-over to worker failed: sendmsg:
+   * Broken pipe"). A spare still loading stays for a later take; a worker
+   * started now instead is past that signal. Spares that died or no longer fit
+   * are discarded on the way.
    */
   take(): WorkerLaunch | undefined {
-    const loaded = this.idle.findIndex((s) => s.launch.loaded);
-    if (loaded > 0) this.idle.unshift(...this.idle.splice(loaded, 1));
-    for (let spare = this.idle.shift(); spare !== undefined; spare = this.idle.shift()) {
+    for (let i = 0; i < this.idle.length; ) {
+      const spare = this.idle[i]!;
       const { launch } = spare;
-      spare.forgetExit();
       const child = launch.child;
-      if (child.exitCode !== null || child.signalCode !== null || !this.opts.fits(launch)) {
+      const usable = child.exitCode === null && child.signalCode === null && this.opts.fits(launch);
+      if (usable && !launch.loaded) {
+        i++;
+        continue;
+      }
+      this.idle.splice(i, 1);
+      spare.forgetExit();
+      if (!usable) {
         launch.discard();
         continue;
       }
