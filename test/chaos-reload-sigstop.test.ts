@@ -1,7 +1,8 @@
 // Fault: a worker frozen with SIGSTOP while a reload runs.
-// - A NEW worker, stopped as soon as it is spawned: it never answers /healthz,
-//   so the reload rolls back within --start-timeout; the frozen worker is
-//   killed (SIGKILL reaches a stopped process); the old workers serve on; no
+// - A NEW worker, stopped as soon as it is spawned (no spares), or a spare
+//   stopped just before a reload adopts it: it never answers /healthz, so the
+//   reload rolls back within --start-timeout; the frozen worker is killed
+//   (SIGKILL reaches a stopped process); the old workers serve on; no
 //   connection fails.
 // - An OLD serving worker, stopped just before the reload: the other old
 //   worker takes every new connection (they share the listening sockets), the
@@ -15,9 +16,9 @@ import test, { type ExecutionContext } from "ava";
 import fs from "node:fs";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { clientLoops, freePorts, startTarget, type ExchangeOutcome } from "./helpers/net.js";
-import { adminGet, pollUntil } from "./helpers/core.js";
+import { adminGet, pollUntil, sparesReady } from "./helpers/core.js";
 import { childPids, isAlive } from "./helpers/procfs.js";
-import { app, config, currentPids, reloadVia, sighup, status } from "./helpers/reload.js";
+import { app, config, currentPids, linesSince, reloadVia, sighup, status } from "./helpers/reload.js";
 import { report, Tally } from "./helpers/chaos.js";
 
 const LOOPS = 8;
@@ -33,14 +34,14 @@ function runsWorker(pid: number): boolean {
 const START_TIMEOUT_S = 3;
 const DRAIN_TIMEOUT_S = 2;
 
-async function setup(t: ExecutionContext): Promise<{ sup: RunningSupervisor; ports: number[]; stopped: number[] }> {
+async function setup(t: ExecutionContext, args: string[] = []): Promise<{ sup: RunningSupervisor; ports: number[]; stopped: number[] }> {
   const target = await startTarget("echo");
   const ports = await freePorts(2);
   const sup = await startSupervisor({
     config: config(app("echo", ports, [target])),
     workers: 2,
     drainTimeout: DRAIN_TIMEOUT_S,
-    args: ["--access-log", "off", "--start-timeout", String(START_TIMEOUT_S)],
+    args: ["--access-log", "off", "--start-timeout", String(START_TIMEOUT_S), ...args],
   });
   const stopped: number[] = [];
   t.teardown(async () => {
@@ -70,28 +71,51 @@ function load(ports: number[]): { outcomes: ExchangeOutcome[]; progress(n: numbe
   };
 }
 
-test.serial("a NEW worker stopped during a reload: rolled back within --start-timeout, the frozen worker killed, 0 failed", async (t) => {
-  const { sup, ports, stopped } = await setup(t);
+/**
+ * How the new worker gets frozen: as soon as a started process runs the worker
+ * (no spares), or, with spares, a loaded spare just before the reload adopts it.
+ */
+type Freeze = (sup: RunningSupervisor, stopped: number[]) => Promise<() => void>;
+
+/** Without spares: the reload starts its workers; one is frozen as soon as it runs the worker. */
+const freshFrozen: Freeze = async (sup, stopped) => {
+  const before = new Set(childPids(sup.pid));
+  return () => {
+    process.kill(sup.pid, "SIGHUP");
+    // Frozen as soon as it runs the worker, before it can answer /healthz. Not before
+    // its exec: libuv's spawn waits for that, and the whole supervisor with it.
+    void pollUntil(() => {
+      const fresh = childPids(sup.pid).find((p) => !before.has(p) && runsWorker(p));
+      if (fresh === undefined) return false;
+      process.kill(fresh, "SIGSTOP");
+      stopped.push(fresh);
+      return true;
+    }, 5000, 2);
+  };
+};
+
+/** With spares: both loaded (so the reload of two workers takes both); one is frozen, then the reload. */
+const spareFrozen: Freeze = async (sup, stopped) => {
+  const [spare] = await sparesReady(sup, 2);
+  process.kill(spare!.pid, "SIGSTOP");
+  stopped.push(spare!.pid);
+  return () => process.kill(sup.pid, "SIGHUP");
+};
+
+async function newWorkerFrozen(t: ExecutionContext, args: string[], freeze: Freeze, fault: string): Promise<void> {
+  const { sup, ports, stopped } = await setup(t, args);
   const s0 = await status(sup);
   const oldPids = currentPids(s0);
   const l = load(ports);
   let took = 0;
   try {
     await l.progress(200);
-    const before = new Set(childPids(sup.pid));
-    const r = await reloadVia(sup, () => {
-      process.kill(sup.pid, "SIGHUP");
-      // Frozen as soon as it runs the worker, before it can answer /healthz. Not before
-      // its exec: libuv's spawn waits for that, and the whole supervisor with it.
-      void pollUntil(() => {
-        const fresh = childPids(sup.pid).find((p) => !before.has(p) && runsWorker(p));
-        if (fresh === undefined) return false;
-        process.kill(fresh, "SIGSTOP");
-        stopped.push(fresh);
-        return true;
-      }, 5000, 2);
-    }, undefined, 20_000);
+    const trigger = await freeze(sup, stopped);
+    const r = await reloadVia(sup, trigger, undefined, 20_000);
     t.is(stopped.length, 1, "no new worker was seen to stop");
+    // It was one of the new generation's workers: started for it, or the spare it took.
+    const adopted = linesSince(sup, r.begun, (x) => x.event === "spare_adopted").map((x) => x.pid);
+    t.is(adopted.includes(stopped[0]), freeze === spareFrozen, `spares adopted: ${adopted.join(",")}`);
     t.is(r.ended.event, "reload_failed", JSON.stringify(r.ended));
     t.is(r.ended.code, "WORKER_UNHEALTHY");
     took = Date.parse(String(r.ended.time)) - Date.parse(String(r.started.time));
@@ -102,6 +126,7 @@ test.serial("a NEW worker stopped during a reload: rolled back within --start-ti
     const s1 = await status(sup);
     t.deepEqual(currentPids(s1), oldPids);
     t.is(s1.generation, s0.generation);
+    t.false(s1.spares.some((x) => x.pid === stopped[0]), "the frozen worker is listed as a spare");
     t.is((await adminGet(sup.adminPort, "/healthz")).status, 200);
     await l.progress(200);
     // Nothing is left stuck: the next reload works (a start timeout of seconds is tight on a busy 2-core machine, hence 3).
@@ -114,12 +139,20 @@ test.serial("a NEW worker stopped during a reload: rolled back within --start-ti
   const tally = new Tally().addOutcomes(l.outcomes);
   t.is(tally.failed, 0, JSON.stringify(tally.errors));
   report(t, {
-    fault: "5a. new worker SIGSTOPped during a reload",
+    fault,
     attempted: tally.attempted,
     failed: tally.failed,
     whatFailed: tally.errors,
     touched: `none: the new generation carried nothing; rolled back in ${took} ms and the frozen worker killed`,
   });
+}
+
+test.serial("a NEW worker stopped during a reload: rolled back within --start-timeout, the frozen worker killed, 0 failed", async (t) => {
+  await newWorkerFrozen(t, ["--spare-workers", "0"], freshFrozen, "5a. new worker SIGSTOPped during a reload");
+});
+
+test.serial("a spare stopped, then adopted by a reload: rolled back within --start-timeout, the frozen worker killed, 0 failed", async (t) => {
+  await newWorkerFrozen(t, [], spareFrozen, "5d. spare SIGSTOPped, then adopted by a reload");
 });
 
 test.serial("an OLD serving worker stopped during a reload: the reload succeeds, the frozen worker is killed at the drain deadline, nothing dialled after the stop fails", async (t) => {

@@ -5,7 +5,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { runCli, startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
-import { adminGet, within } from "./helpers/core.js";
+import { adminGet, supervised, until, within } from "./helpers/core.js";
 import { childPids, isAlive } from "./helpers/procfs.js";
 
 /** A supervisor carrying one port to an echo target; both stopped at teardown. */
@@ -22,8 +22,11 @@ async function echoSupervisor(t: ExecutionContext, workers: number, drainTimeout
 
 async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT"): Promise<void> {
   const { sup, port } = await echoSupervisor(t, 2, 10);
-  const children = childPids(sup.pid);
-  t.is(children.length, 2, `children: ${children.join(",")}`);
+  // The supervisor's children: its two workers and its spares (--spare-workers, default --workers), nothing else.
+  const { workers, spares, all: children } = await supervised(sup);
+  t.is(workers.length, 2);
+  t.is(spares.length, 2);
+  t.deepEqual(childPids(sup.pid).sort((a, b) => a - b), children, "the supervisor's children are not its workers and spares");
 
   const client = net.connect({ port: port!, host: "127.0.0.1", allowHalfOpen: true });
   t.teardown(() => client.destroy());
@@ -47,15 +50,21 @@ async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT")
   const draining = sup.logs.slice(mark).filter((l) => l.event === "worker_draining");
   t.is(draining.reduce((n, l) => n + (l.connections as number), 0), 1);
   t.true(isAlive(sup.pid), "supervisor exited before the connection finished");
+  // The spares hold no client: killed at once, not drained; only workers are left (the idle one may have exited already).
+  await until(() => spares.every((x) => !isAlive(x.pid)), 5000, "the spares killed at the stop");
+  const left = childPids(sup.pid);
+  t.deepEqual(left.filter((pid) => !workers.includes(pid)), [], "while draining, a child that is not a worker");
+  t.true(left.length >= 1, "the worker carrying the connection is gone");
   // While the workers drain, the admin and control sockets still answer.
   const health = await adminGet(sup.adminPort, "/healthz");
   t.is(health.status, 503, health.body);
   t.is((JSON.parse(health.body) as { status: string }).status, "stopping");
   const ctl = await runCli(["ctl", "--runtime-dir", sup.runtimeDir, "--json", "status"]);
   t.is(ctl.code, 0, ctl.stderr);
-  const st = JSON.parse(ctl.stdout) as { generations: { state: string; workers: { connections: number | null }[] }[] };
+  const st = JSON.parse(ctl.stdout) as { generations: { state: string; workers: { connections: number | null }[] }[]; spares: unknown[] };
   t.is(st.generations.flatMap((g) => g.workers).reduce((n, w) => n + (w.connections ?? 0), 0), 1, ctl.stdout);
   t.deepEqual(st.generations.map((g) => g.state), ["draining"]);
+  t.deepEqual(st.spares, [], "spares listed while stopping");
 
   client.end("second half");
   await within(ended, 5000, "end of the echo");
@@ -66,6 +75,7 @@ async function drainsAndExits(t: ExecutionContext, signal: "SIGTERM" | "SIGINT")
   t.true(sup.logs.some((l) => l.event === "supervisor_exited"));
   // Both drained without hitting the deadline.
   t.deepEqual(sup.logs.filter((l) => l.event === "worker_drained").map((l) => l.outcome), ["idle", "idle"]);
+  // No child left, spares included.
   for (const pid of children) t.false(isAlive(pid), `child ${pid} outlived the supervisor`);
 }
 

@@ -42,7 +42,8 @@ test("each way of breaking the protocol while starting: logged, the reload rolle
     const r = await reloadVia(sup, sighup(sup));
     t.is(r.ended.event, "reload_failed", `${what}: ${JSON.stringify(r.ended)}`);
     const error = sup.logs.slice(r.begun).find((l) => l.event === "worker_protocol_error");
-    t.truthy(error, `${what}: no worker_protocol_error`);
+    t.truthy(error, `${what}: no worker_protocol_error; the reload ended: ${JSON.stringify(r.ended)}`);
+    t.regex(String(r.ended.reason), /broke the protocol/, `${what}: rolled back for another reason`);
     t.is(sup.child.exitCode, null, `${what}: the supervisor exited`);
     await load.progress(50);
   }

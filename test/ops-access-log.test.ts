@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { repoRoot, runCli, startSupervisor, tempDir, type LogLine, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, startLoad } from "./helpers/reload.js";
-import { within } from "./helpers/core.js";
+import { sparesReady, supervised, within } from "./helpers/core.js";
 import { childPids, isAlive, listeningInodes, socketInodes } from "./helpers/procfs.js";
 
 /** A target that reads the whole request, then answers 2n+3 bytes for n read: the two directions differ. */
@@ -184,22 +184,30 @@ test("stdout by default; --access-log off writes none", async (t) => {
   t.false(fs.existsSync(path.join(process.cwd(), "off")), "off is not taken as a file name");
 });
 
-test("USR1 sent to every process (`systemctl kill -s USR1` without --kill-whom=main): workers ignore it, no inspector opens", async (t) => {
-  const { sup, port, file } = await loggingToFile(t, "usr1");
-  const workers = childPids(sup.pid);
+test("USR1 sent to every process (`systemctl kill -s USR1` without --kill-whom=main): workers and loaded spares ignore it, no inspector opens", async (t) => {
+  const { sup, port } = await loggingToFile(t, "usr1");
+  // Loaded: a spare has its USR1 handler only from then on (before, Node would open its
+  // inspector, and a spare in that state is never adopted: spare-workers.ts).
+  await sparesReady(sup, 2);
+  const { workers, spares, all } = await supervised(sup);
   t.is(workers.length, 2);
+  t.deepEqual(childPids(sup.pid).sort((a, b) => a - b), all, "the supervisor's children are its workers and its spares");
   const mark = sup.logs.length;
-  for (const pid of [sup.pid, ...workers]) process.kill(pid, "SIGUSR1");
+  for (const pid of [sup.pid, ...all]) process.kill(pid, "SIGUSR1");
   await sup.waitFor((l) => l.event === "access_log_reopened", 5000, mark);
   // Traffic through both workers after the signal: they still serve.
   for (let i = 0; i < 6; i++) t.is((await exchange(port, `after usr1 ${i}`)).toString(), `after usr1 ${i}`);
-  for (const pid of workers) {
-    t.true(isAlive(pid), `worker ${pid} died of USR1`);
-    const inspector = listeningInodes(9229);
-    t.false([...socketInodes(pid)].some((ino) => inspector.has(ino)), `worker ${pid} listens on 9229`);
+  const inspector = listeningInodes(9229);
+  for (const pid of all) {
+    t.true(isAlive(pid), `${workers.includes(pid) ? "worker" : "spare"} ${pid} died of USR1`);
+    t.false([...socketInodes(pid)].some((ino) => inspector.has(ino)), `${pid} listens on 9229`);
   }
   t.notRegex(sup.stderr(), /Debugger listening/);
-  t.deepEqual(childPids(sup.pid).sort(), [...workers].sort(), "same workers, none restarted");
+  const after = await supervised(sup);
+  t.deepEqual(after.workers, workers, "same workers, none restarted");
+  t.deepEqual(after.spares.map((x) => x.pid), spares.map((x) => x.pid), "same spares, none replaced");
+  t.deepEqual(childPids(sup.pid).sort((a, b) => a - b), all);
+  t.deepEqual(sup.logs.slice(mark).filter((l) => l.event === "spare_exited" || l.event === "worker_died"), []);
 });
 
 test("an access log that cannot be opened: run exits 1 naming it; one that cannot be reopened keeps its lines in the old file", async (t) => {

@@ -35,7 +35,7 @@ test("the unit: Type=notify, reload through ctl, restart on failure, stop timeou
   t.is(one("KillMode"), "mixed");
   // The default drain timeout is 30 s; the supervisor kills leftovers 2 s after it.
   t.true(Number(one("TimeoutStopSec")?.replace(/s$/, "")) > 32);
-  t.deepEqual(one("CapabilityBoundingSet")?.split(" ").sort(), ["CAP_BPF", "CAP_KILL", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_ADMIN"]);
+  t.deepEqual(one("CapabilityBoundingSet")?.split(" ").sort(), ["CAP_BPF", "CAP_KILL", "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_NICE"]);
   for (const [k, v] of [["NoNewPrivileges", "yes"], ["ProtectSystem", "strict"], ["ProtectHome", "yes"], ["PrivateTmp", "yes"]]) t.is(one(k!), v, k);
   t.false(s.has("MemoryDenyWriteExecute"), "V8 needs W+X memory");
 });
@@ -123,6 +123,15 @@ interface CapsResult {
   abandoned: boolean;
   exited: string | null;
   abandonedAlive: boolean[];
+  /** Nice values of the threads of: the supervisor, the loaded spare before the first reload, generation 2's worker. */
+  supervisorNice: number[];
+  spareNice: number[];
+  workerNice: number[];
+  /** The first reload adopted that spare; generation 2's worker is it. */
+  spareAdopted: boolean;
+  workerIsSpare: boolean;
+  /** Codes of the spare_priority_kept lines (a spare's priority could not be raised back). */
+  priorityKept: string[];
   error?: string;
 }
 
@@ -136,10 +145,10 @@ function unitCapsOrSkip(t: ExecutionContext): string[] | undefined {
   return (settings(fs.readFileSync(unitSource, "utf8")).get("CapabilityBoundingSet")?.[0] ?? "").toLowerCase().split(" ");
 }
 
-// CAP_BPF 39, CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21, CAP_NET_BIND_SERVICE 10, CAP_SETUID 7, CAP_SETGID 6, CAP_KILL 5.
-const CAP_BITS: Record<string, bigint> = { cap_bpf: 39n, cap_net_admin: 12n, cap_sys_admin: 21n, cap_net_bind_service: 10n, cap_setuid: 7n, cap_setgid: 6n, cap_kill: 5n };
+// CAP_BPF 39, CAP_NET_ADMIN 12, CAP_SYS_ADMIN 21, CAP_NET_BIND_SERVICE 10, CAP_SETUID 7, CAP_SETGID 6, CAP_KILL 5, CAP_SYS_NICE 23.
+const CAP_BITS: Record<string, bigint> = { cap_bpf: 39n, cap_net_admin: 12n, cap_sys_admin: 21n, cap_net_bind_service: 10n, cap_setuid: 7n, cap_setgid: 6n, cap_kill: 5n, cap_sys_nice: 23n };
 
-test("the unit's capability bounding set is enough: BPF steering, port 80, workers as nobody, SIGKILL of a nobody worker (rollback)", async (t) => {
+test("the unit's capability bounding set is enough: BPF steering, port 80, workers as nobody, SIGKILL of a nobody worker (rollback), a spare given its priority back", async (t) => {
   const unitCaps = unitCapsOrSkip(t);
   if (!unitCaps) return;
   const r = await scenarioResult<CapsResult>(t, "ops-unit-caps", { env: { SWITCHYARD_TEST_CAPS: unitCaps.join(",") } });
@@ -151,6 +160,28 @@ test("the unit's capability bounding set is enough: BPF steering, port 80, worke
   t.true(r.abandoned);
   t.is(r.exited, "SIGKILL");
   t.deepEqual(r.abandonedAlive, [false]);
+  // The spare loaded at nice +10; adopted, every thread of it serves at the supervisor's priority.
+  t.is(r.supervisorNice.length, 1);
+  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 10]);
+  t.true(r.spareAdopted, "the reload did not adopt the loaded spare");
+  t.true(r.workerIsSpare);
+  t.deepEqual(r.workerNice, r.supervisorNice, "the adopted spare serves at another priority than the supervisor's");
+  t.deepEqual(r.priorityKept, []);
+});
+
+test("without CAP_SYS_NICE a spare's priority cannot be raised back (why the unit keeps it): said once, and no worker serves at a spare's priority", async (t) => {
+  const unitCaps = unitCapsOrSkip(t);
+  if (!unitCaps) return;
+  const r = await scenarioResult<CapsResult>(t, "ops-unit-caps", { env: { SWITCHYARD_TEST_CAPS: unitCaps.filter((c) => c !== "cap_sys_nice").join(",") } });
+  t.is(BigInt(`0x${r.capBnd}`) & (1n << CAP_BITS.cap_sys_nice!), 0n);
+  t.deepEqual(r.reloads, ["reload_succeeded", "reload_failed"]);
+  // Lowering a child's priority needs no capability: the spare loaded at nice +10 ...
+  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 10]);
+  // ... but raising it back fails, once: that spare is discarded and the worker started then serves at the supervisor's priority.
+  t.deepEqual(r.priorityKept, ["EACCES"]);
+  t.false(r.spareAdopted);
+  t.false(r.workerIsSpare);
+  t.deepEqual(r.workerNice, r.supervisorNice, "a worker serves at a spare's lower priority");
 });
 
 test("without CAP_KILL the supervisor could not kill its own nobody workers (why the unit keeps it)", async (t) => {

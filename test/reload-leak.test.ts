@@ -1,6 +1,6 @@
 // No fd or process leak across reloads: 100 SIGHUP reloads between two
 // configs leave the supervisor with the fds it had after the first, and with
-// exactly the current generation's workers as children.
+// exactly the current generation's workers and its spares as children.
 import test from "ava";
 import crypto from "node:crypto";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
@@ -29,7 +29,7 @@ async function previousStopped(sup: RunningSupervisor, gen: number, from: number
   await sup.waitFor((l) => l.event === "generation_stopped" && l.generation === gen - 1, 10_000, from);
 }
 
-test("after 100 reloads the supervisor holds the fds it held after the first, and only the current workers", async (t) => {
+test("after 100 reloads the supervisor holds the fds it held after the first, and only the current workers and the spares", async (t) => {
   const targets = await Promise.all(["a", "b"].map((n) => startTarget(n)));
   t.teardown(() => Promise.all(targets.map((x) => x.close())));
   const [a, b] = targets as [typeof targets[0], typeof targets[0]];
@@ -82,8 +82,11 @@ test("after 100 reloads the supervisor holds the fds it held after the first, an
   let now = fdCount(sup.pid);
   await until(() => (now = fdCount(sup.pid)) === baseline, 3000, `fd count back to ${baseline}`).catch(() => undefined);
   t.is(now, baseline, `supervisor fds: ${baseline} after the first reload, ${now} after ${RELOADS}`);
-  t.deepEqual(childPids(sup.pid).sort((x, y) => x - y), currentPids(s));
+  // Children: the current generation's workers and the spares (--spare-workers defaults to --workers), nothing else.
   t.is(currentPids(s).length, WORKERS);
+  t.is(s.spares.length, WORKERS);
+  t.deepEqual(childPids(sup.pid).sort((x, y) => x - y), [...currentPids(s), ...s.spares.map((x) => x.pid)].sort((x, y) => x - y));
+  t.log(`reloads that adopted a spare: ${sup.logs.filter((l) => l.event === "spare_adopted").length}`);
 });
 
 /** The fd count once two reads 200 ms apart agree (bounded): no event marks pipes closing. */

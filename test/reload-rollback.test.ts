@@ -9,7 +9,7 @@ import net from "node:net";
 import path from "node:path";
 import { runCli, startSupervisor, tempDir, type LogLine, type RunningSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget, type Target } from "./helpers/net.js";
-import { adminGet } from "./helpers/core.js";
+import { adminGet, supervised } from "./helpers/core.js";
 import { childPids, isAlive, listeningInodes } from "./helpers/procfs.js";
 import { app, config, currentPids, linesSince, reloadVia, startLoad, status, type Load } from "./helpers/reload.js";
 
@@ -212,7 +212,12 @@ test.serial("a new generation that dies while starting, or never turns healthy, 
         spawned.add(exited.pid as number);
       }
       for (const pid of spawned) t.false(isAlive(pid), `worker ${pid} of generation ${failedGen} is still alive`);
-      t.deepEqual(childPids(sup.pid).sort((x, y) => x - y), oldPids, `${c.fault}: the supervisor's children are not the old workers`);
+      // Its workers may have been spares: the spares now are others, started after the rollback or not taken.
+      const now = await supervised(sup);
+      t.deepEqual(now.workers, oldPids, `${c.fault}: the supervisor's workers are not the old ones`);
+      t.deepEqual(now.spares.filter((x) => spawned.has(x.pid)), [], `${c.fault}: a worker of the failed generation is listed as a spare`);
+      t.is(now.spares.length, 2);
+      t.deepEqual(childPids(sup.pid).sort((x, y) => x - y), now.all, `${c.fault}: the supervisor's children are not the old workers and the spares`);
     }
     // With the fault gone, the next reload works; the abandoned generations used up their numbers.
     await goodReload(t, sup, 2 + abandoned);

@@ -181,8 +181,6 @@ const channel = new Channel(CHANNEL_FD, {
   // sockets so a restarted supervisor can bind them, finish what is open, exit.
   close: () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)),
 });
-// Everything is imported: a spare started ahead (supervisor/workers/spare-workers.ts) can take a plan at once.
-void send({ type: "loaded" });
 // SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
 process.on("SIGINT", () => undefined);
 // USR1 is for the supervisor (reopen the access log); a `systemctl kill -s USR1` reaches the
@@ -192,3 +190,8 @@ process.on("SIGUSR1", () => undefined);
 // and cut its connections when a HUP reaches the whole group (`systemctl kill -s HUP`, a hangup).
 process.on("SIGHUP", () => undefined);
 process.on("SIGTERM", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));
+// Everything is imported and the handlers above are in: a spare started ahead
+// (supervisor/workers/spare-workers.ts) can take a plan at once. Only now: the
+// supervisor adopts only loaded spares, since until here a HUP or USR1 sent to
+// the whole group would kill this process or open its inspector.
+void send({ type: "loaded" });

@@ -30,8 +30,8 @@ export interface SpareOptions {
  * (`spares` in /status), bounded by --spare-workers.
  */
 export class SpareWorkers {
-  /** Each spare, with the way to stop watching its exit once someone else takes it. */
-  private readonly idle: { launch: WorkerLaunch; forgetExit(): void }[] = [];
+  /** Each spare, whether it was started at a lower priority, and the way to stop watching its exit once someone else takes it. */
+  private readonly idle: { launch: WorkerLaunch; niced: boolean; forgetExit(): void }[] = [];
   private stopped = false;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -65,9 +65,11 @@ export class SpareWorkers {
       launch.discard();
       return false;
     }
+    let niced = false;
     if (this.renice) {
       try {
         os.setPriority(child.pid, Math.min(19, this.ownPriority + SPARE_NICENESS));
+        niced = true;
       } catch {
         // Gone already: its exit is handled below.
       }
@@ -80,7 +82,7 @@ export class SpareWorkers {
       this.retryLater({ event: "spare_exited", pid: child.pid, code, signal });
     };
     child.once("exit", onExit);
-    this.idle.push({ launch, forgetExit: () => child.removeListener("exit", onExit) });
+    this.idle.push({ launch, niced, forgetExit: () => child.removeListener("exit", onExit) });
     return true;
   }
 
@@ -97,49 +99,71 @@ export class SpareWorkers {
   }
 
   /**
-   * A loaded spare if there is one, else the oldest, given the supervisor's
-   * priority back; undefined when there is none. Spares that died or no longer
-   * fit are discarded on the way.
+   * The oldest loaded spare, given the supervisor's priority back; undefined
+   * when none is loaded. Only a loaded one: until it says "loaded" a spare has
+   * no handler for the HUP or USR1 a `systemctl kill` sends the whole unit (Node
+   * resets inherited signal dispositions as it starts, so nothing done here can
+   * shield it), and a reload that HUP triggers must not adopt a spare the same
+   * HUP is killing: it would fail (seen: "hand-over to worker failed: sendmsg:
+   * Broken pipe"). A spare still loading stays for a later take; a worker
+   * started now instead is past that signal. Spares that died or no longer fit
+   * are discarded on the way, and so are those started at a lower priority
+   * that cannot be given it back (no CAP_SYS_NICE): a worker must not serve
+   * at a spare's priority.
    */
   take(): WorkerLaunch | undefined {
-    const loaded = this.idle.findIndex((s) => s.launch.loaded);
-    if (loaded > 0) this.idle.unshift(...this.idle.splice(loaded, 1));
-    for (let spare = this.idle.shift(); spare !== undefined; spare = this.idle.shift()) {
+    for (let i = 0; i < this.idle.length; ) {
+      const spare = this.idle[i]!;
       const { launch } = spare;
-      spare.forgetExit();
       const child = launch.child;
-      if (child.exitCode !== null || child.signalCode !== null || !this.opts.fits(launch)) {
+      const usable = child.exitCode === null && child.signalCode === null && this.opts.fits(launch);
+      if (usable && !launch.loaded) {
+        i++;
+        continue;
+      }
+      this.idle.splice(i, 1);
+      spare.forgetExit();
+      if (!usable) {
+        launch.discard();
+        continue;
+      }
+      if (spare.niced && !this.restorePriority(child.pid!)) {
         launch.discard();
         continue;
       }
       this.failures = 0;
-      if (this.renice) this.restorePriority(child.pid!);
       this.opts.log.info({ event: "spare_adopted", pid: child.pid, age_ms: Date.now() - launch.launchedAt });
       return launch;
     }
     return undefined;
   }
 
-  /** Every thread of the process: Node's own threads started at the spare's priority too. */
-  private restorePriority(pid: number): void {
+  /**
+   * Every thread of the process (Node's own threads started at the spare's
+   * priority too); false if the priority cannot be raised back, which only
+   * CAP_SYS_NICE allows: from then on spares start at the supervisor's.
+   */
+  private restorePriority(pid: number): boolean {
+    if (!this.renice) return false;
     let tids: string[];
     try {
       tids = fs.readdirSync(`/proc/${pid}/task`);
     } catch {
-      return; // exited meanwhile: its adopter sees the exit
+      return true; // exited meanwhile: its adopter sees the exit
     }
     for (const tid of tids) {
       try {
         os.setPriority(Number(tid), this.ownPriority);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? (err as { info?: { code?: string } }).info?.code;
+        // os.setPriority throws a SystemError: code ERR_SYSTEM_ERROR, the errno's name in info.code.
+        const code = (err as { info?: { code?: string } }).info?.code ?? (err as NodeJS.ErrnoException).code;
         if (code === "ESRCH") continue;
-        // Raising a priority again needs CAP_SYS_NICE: without it, spares start at the supervisor's.
         this.renice = false;
-        this.opts.log.warn({ event: "spare_priority_kept", pid, code, reason: "cannot raise a spare's CPU priority back; spares now start at the supervisor's priority" });
-        return;
+        this.opts.log.warn({ event: "spare_priority_kept", pid, code, reason: "cannot raise a spare's CPU priority back; spares started at a lower one are discarded, and spares now start at the supervisor's priority" });
+        return false;
       }
     }
+    return true;
   }
 
   /** Each spare for /status: ready once its modules are loaded. */

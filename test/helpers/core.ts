@@ -95,3 +95,40 @@ export async function within<T>(promise: Promise<T>, timeoutMs: number, what: st
     clearTimeout(timer);
   }
 }
+
+/** A worker process started ahead (--spare-workers), as GET /status lists it. */
+export interface StatusSpare {
+  pid: number;
+  /** It said "loaded": its modules and signal handlers are in, and only then may it be adopted. */
+  ready: boolean;
+  launchedAt: string;
+}
+
+export interface Supervised {
+  /** Every worker process of every generation (/status `workers`), sorted. */
+  workers: number[];
+  /** The spares (/status `spares`), in the supervisor's order. */
+  spares: StatusSpare[];
+  /** Workers and spares, sorted: what the supervisor's children must be, exactly. */
+  all: number[];
+}
+
+/** The supervisor's worker processes and its spares, from one GET /status (no keep-alive). */
+export async function supervised(sup: RunningSupervisor): Promise<Supervised> {
+  const { status, body } = await adminGet(sup.adminPort, "/status");
+  if (status !== 200) throw new Error(`/status answered ${status}: ${body}`);
+  const s = JSON.parse(body) as { workers: { pid: number | null }[]; spares: StatusSpare[] };
+  const workers = s.workers.flatMap((w) => (w.pid === null ? [] : [w.pid])).sort((a, b) => a - b);
+  return { workers, spares: s.spares, all: [...workers, ...s.spares.map((x) => x.pid)].sort((a, b) => a - b) };
+}
+
+/** Polls /status until there are `count` spares, every one loaded; returns them. */
+export async function sparesReady(sup: RunningSupervisor, count: number, timeoutMs = 20_000): Promise<StatusSpare[]> {
+  let last: Supervised | undefined;
+  const ok = await pollUntil(async () => {
+    last = await supervised(sup);
+    return last.spares.length === count && last.spares.every((x) => x.ready);
+  }, timeoutMs);
+  if (!ok) throw new Error(`timed out after ${timeoutMs} ms waiting for ${count} loaded spares: ${JSON.stringify(last?.spares)}`);
+  return last!.spares;
+}

@@ -27,6 +27,8 @@ export interface Status {
   reloading: boolean;
   lastReload: null | { ok: boolean; code?: string; message?: string; generation?: number; source: string };
   generations: { number: number; state: string; workers: StatusWorker[] }[];
+  /** Worker processes started ahead (--spare-workers), not yet any generation's. */
+  spares: { pid: number; ready: boolean; launchedAt: string }[];
   apps: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
 }
 
