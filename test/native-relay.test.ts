@@ -14,7 +14,7 @@ import { closeFd, dupFd } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
 import { describeFdChange, fdTable } from "./helpers/fd-table.js";
-import { closed, digestUntilEnd, hungUp, Ledger, PairMaker, readExactly, readUntilEnd, type Pair } from "./helpers/relay-pairs.js";
+import { beforeEnd, closed, digestUntilEnd, hungUp, Ledger, PairMaker, readExactly, readUntilEnd, type Pair } from "./helpers/relay-pairs.js";
 
 const ledger = new Ledger();
 let maker: PairMaker;
@@ -38,6 +38,7 @@ const pipeCount = (): number => [...fdTable(process.pid).values()].filter((l) =>
 /** A relay closed at the end of the test (its connections must all have ended by then). */
 function relayFor(t: ExecutionContext, opts?: ConstructorParameters<typeof Relay>[0]): Relay {
   const relay = new Relay(opts);
+  t.timeout(20_000); // a connection the relay mishandles would otherwise hang the file
   t.teardown(() => {
     if (relay.size > 0) relay.shutdownAll();
     else relay.close();
@@ -184,9 +185,9 @@ test.serial("idle timeout: not while bytes move, then after that long of silence
     const echo = readExactly(p.client, `${i}`);
     const got = readExactly(p.peer, `${i}`);
     p.client.write(`${i}`);
-    await got;
+    await beforeEnd(got, end);
     p.peer.write(`${i}`);
-    await echo;
+    await beforeEnd(echo, end);
     last = performance.now();
     t.false(ended, `ended during round trip ${i}`);
     await new Promise((r) => setTimeout(r, 150));
@@ -217,7 +218,7 @@ test.serial("idle timeout waits for a slow reader still receiving, then fires on
   t.true(relay.stats().pipesBusy >= 1);
   const hash = crypto.createHash("sha256");
   let got = 0;
-  await new Promise<void>((resolve) => {
+  const all = new Promise<void>((resolve) => {
     p.client.on("data", (d: Buffer) => {
       hash.update(d);
       got += d.length;
@@ -225,6 +226,7 @@ test.serial("idle timeout waits for a slow reader still receiving, then fires on
     });
     p.client.resume();
   });
+  await beforeEnd(all, end);
   t.false(ended, "still open when the last byte arrived");
   t.is(hash.digest("hex"), sha256(body));
   t.deepEqual(await end, { reason: "idle_timeout", bytesIn: 0, bytesOut: body.length });
@@ -245,7 +247,7 @@ test.serial("shutdown(id) ends one connection as shutdown, and only once", async
   t.is(relay.size, 1);
   const echo = readExactly(b.client, "still here");
   b.peer.write("still here");
-  await echo;
+  await beforeEnd(echo, eb.end);
   b.client.end();
   b.peer.end();
   t.is((await eb.end).reason, "closed");
@@ -261,7 +263,7 @@ test.serial("shutdownAll() ends every connection added before it, not one added 
   t.deepEqual(await Promise.all(ends), pairs.map(() => ({ reason: "shutdown", bytesIn: 0, bytesOut: 0 })));
   const echo = readExactly(late.client, "alive");
   late.peer.write("alive");
-  await echo;
+  await beforeEnd(echo, after.end);
   t.is(relay.size, 1);
   relay.shutdownAll();
   t.is((await after.end).reason, "shutdown");
