@@ -1,7 +1,7 @@
 /*
  * The relay's JS side (native/relay.ts is its facade):
  *
- *   relayCreate(onEnds, maxFreePipes, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
+ *   relayCreate(onEnds, maxFreePipes, pipeSize, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
  *   add(clientFd, targetFd, idleMs or -1, toTarget?, toClient?) -> id
  *
  * onEnds(Float64Array of [id, reason, bytesIn, bytesOut, errno] per connection)
@@ -286,17 +286,19 @@ static void relay_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value relay_create(napi_env env, napi_callback_info info) {
-  SY_ARGS(env, info, 3, argv);
+  SY_ARGS(env, info, 4, argv);
   napi_valuetype type;
-  int64_t max_free;
+  int64_t max_free, pipe_size;
   bool force_copy;
   NAPI_CALL(env, napi_typeof(env, argv[0], &type));
   if (type != napi_function) {
     sy_throw_arg(env, false, "onEnds", "of type function");
     return NULL;
   }
-  if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free)) return NULL;
-  NAPI_CALL(env, napi_get_value_bool(env, argv[2], &force_copy));
+  if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free) ||
+      !sy_get_int(env, argv[2], "pipeSize", 0, 1 << 30, &pipe_size))
+    return NULL;
+  NAPI_CALL(env, napi_get_value_bool(env, argv[3], &force_copy));
 
   struct relay *r = calloc(1, sizeof *r);
   if (r == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay");
@@ -314,7 +316,7 @@ static napi_value relay_create(napi_env env, napi_callback_info info) {
     free(r);
     return sy_throw_errno(env, err, "pthread_mutex_init", NULL);
   }
-  if (pool_init(&r->pool, (size_t)max_free) != 0) {
+  if (pool_init(&r->pool, (size_t)max_free, (int)pipe_size) != 0) {
     relay_free(env, r);
     return sy_throw_errno(env, ENOMEM, "calloc", "pipe pool");
   }

@@ -84,6 +84,21 @@ test.serial("64 MiB each way at once arrive intact", async (t) => {
   t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
 });
 
+test.serial("pipeSize: 1 MiB pipes carry 16 MiB each way intact", async (t) => {
+  const relay = relayFor(t, { pipeSize: 1 << 20 });
+  const p = await maker.pair();
+  const { end } = ledger.add(relay, p);
+  const up = crypto.randomBytes(16 << 20);
+  const down = crypto.randomBytes(16 << 20);
+  const atPeer = digestUntilEnd(p.peer);
+  const atClient = digestUntilEnd(p.client);
+  p.client.end(up);
+  p.peer.end(down);
+  t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
+  t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
+  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
+});
+
 test.serial("half-close: the client ends first, the target answers after and then ends", async (t) => {
   const relay = relayFor(t);
   const p = await maker.pair();
