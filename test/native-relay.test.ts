@@ -268,6 +268,20 @@ test.serial("shutdown(id) ends one connection as shutdown, and only once", async
   t.is((await eb.end).reason, "closed");
 });
 
+test.serial("shutdown(id) at once after add(): every one ends as shutdown, its sockets closed", async (t) => {
+  const relay = relayFor(t);
+  const pairs = await Promise.all(Array.from({ length: 300 }, () => maker.pair()));
+  // The thread takes adds and shutdowns while these calls keep coming: some land between the two.
+  const ends = pairs.map((p) => {
+    const { id, end } = ledger.add(relay, p);
+    relay.shutdown(id);
+    return end;
+  });
+  t.true((await Promise.all(ends)).every((e) => e.reason === "shutdown"));
+  await within(Promise.all(pairs.flatMap((p) => [hungUp(p.client), hungUp(p.peer)])), 5000, "every socket hung up");
+  t.is(relay.stats().open, 0);
+});
+
 test.serial("shutdownAll() ends every connection added before it, not one added after", async (t) => {
   const relay = relayFor(t);
   const pairs = await Promise.all([maker.pair(), maker.pair(), maker.pair()]);
@@ -388,10 +402,16 @@ test.serial("no fd leaks, and the pool keeps at most maxFreePipes", async (t) =>
   t.deepEqual([...table.values()].sort(), [...before.values()].sort(), describeFdChange(before, table));
 });
 
-test.serial("the copy path (forceCopy): 8 MiB each way, half-close, exact counts, no buffer left", async (t) => {
+test.serial("the copy path (forceCopy): an idle connection holds no buffer; 8 MiB each way, half-close, exact counts", async (t) => {
   const relay = relayFor(t, { forceCopy: true, maxFreePipes: 0 });
   const p = await maker.pair();
   const { end } = ledger.add(relay, p);
+  const hello = once(p.peer.resume(), "data");
+  p.client.write("x");
+  t.deepEqual((await hello)[0], Buffer.from("x"));
+  p.peer.pause();
+  await until(() => relay.stats().buffers === 0, 2000, "the copy buffer given back once empty", 10);
+  t.true(relay.stats().copyReads > 0);
   const up = crypto.randomBytes(8 << 20);
   const down = crypto.randomBytes(8 << 20);
   const atPeer = digestUntilEnd(p.peer);
@@ -400,9 +420,8 @@ test.serial("the copy path (forceCopy): 8 MiB each way, half-close, exact counts
   const atClient = digestUntilEnd(p.client);
   p.peer.end(down);
   t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
-  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
+  t.deepEqual(await end, { reason: "closed", bytesIn: up.length + 1, bytesOut: down.length });
   const s = relay.stats();
-  t.true(s.copyReads > 0);
   t.deepEqual([s.buffers, s.pipesBusy, s.pipesFree], [0, 0, 0]);
 });
 
