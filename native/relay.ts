@@ -131,6 +131,8 @@ export class Relay {
    * Again: nothing. A closed relay's add() throws ERR_RELAY_CLOSED.
    */
   close(): void {
+    // Also within a done(): the rest of its batch is still to be delivered.
+    if (this.pending.size > 0) throw Object.assign(new Error(`relay: ${this.pending.size} connections still open`), { code: "ERR_RELAY_BUSY" });
     this.native.close();
   }
 

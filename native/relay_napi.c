@@ -164,25 +164,28 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
   err = relay_slot_alloc(r, c);
   pthread_mutex_unlock(&r->mu);
   if (err != 0) return throw_freeing(env, c, err, "malloc", "relay ids");
-  if (watch(r, c, SIDE_CLIENT) != 0 || watch(r, c, SIDE_TARGET) != 0) {
-    err = errno;
-    bool client_watched = epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL) == 0;
+  if (watch(r, c, SIDE_CLIENT) != 0) {
+    err = errno; /* EEXIST: the relay carries that fd already; EPERM: not a socket */
     pthread_mutex_lock(&r->mu);
     relay_slot_free(r, c);
-    if (client_watched) {
-      /* The thread may hold an event for it from before the DEL: it frees c after that batch. */
-      free(c->dir[0].buf);
-      free(c->dir[1].buf);
-      c->dir[0].buf = c->dir[1].buf = NULL;
-      c->next = r->discards;
-      r->discards = c;
-    }
     pthread_mutex_unlock(&r->mu);
-    if (client_watched) {
-      relay_wake(r);
-      return sy_throw_errno(env, err, "epoll_ctl", NULL);
-    }
     return throw_freeing(env, c, err, "epoll_ctl", NULL);
+  }
+  if (watch(r, c, SIDE_TARGET) != 0) {
+    err = errno;
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL);
+    /* The thread may hold an event for the client from before the DEL: it frees c after that batch. */
+    for (int s = 0; s < 2; s++) {
+      free(c->dir[s].buf);
+      c->dir[s].buf = NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    relay_slot_free(r, c);
+    c->next = r->discards;
+    r->discards = c;
+    pthread_mutex_unlock(&r->mu);
+    relay_wake(r);
+    return sy_throw_errno(env, err, "epoll_ctl", NULL);
   }
 
   for (int s = 0; s < 2; s++)

@@ -488,12 +488,22 @@ test.serial("a failing add() throws a SyscallError and leaves both fds open and 
   }
   // Still open, still connected: the same fds can be carried after all.
   const { end } = ledger.add(relay, p);
+  // An fd the relay carries already, as either side of another add(): EEXIST, and the carried one is untouched.
+  const q = await maker.pair();
+  for (const [c, tg] of [[p.clientFd, q.targetFd], [q.clientFd, p.targetFd]] as const) {
+    const err = t.throws(() => relay.add(c, tg, { idleTimeoutMs: null }, () => t.fail("done() for a failed add()")));
+    t.true(isSyscallError(err) && err.code === "EEXIST", String(err));
+  }
+  const qEnd = ledger.add(relay, q).end;
   const up = readUntilEnd(p.peer);
   const down = readUntilEnd(p.client);
   p.client.end("after");
   p.peer.end("all");
   t.deepEqual([await up, await down], ["after", "all"]);
   t.is((await end).reason, "closed");
+  q.client.end();
+  q.peer.end();
+  t.is((await qEnd).reason, "closed");
 });
 
 test.serial("close() refuses while connections are open; a closed relay takes no more", async (t) => {
