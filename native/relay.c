@@ -109,8 +109,14 @@ static void run_more(struct relay *r) {
   }
 }
 
-/* Adds first: a shutdown(id) or shutdownAll() can only name connections added before it. */
+/*
+ * Adds first: a shutdown(id) or shutdownAll() names connections added before
+ * it. Both are taken in one critical section, so every connection on the
+ * shut list taken here is adopted before it is shut; shutdowns asked later
+ * wait for the next turn, after their own add.
+ */
 static bool take_commands(struct relay *r) {
+  struct relay_link shut;
   pthread_mutex_lock(&r->mu);
   if (r->stop) {
     pthread_mutex_unlock(&r->mu);
@@ -122,6 +128,7 @@ static bool take_commands(struct relay *r) {
   r->adds_tail = &r->adds;
   r->discards = NULL;
   r->shut_all_before = 0;
+  list_take(&r->shut, &shut);
   pthread_mutex_unlock(&r->mu);
 
   for (struct relay_conn *c = adds, *next; c != NULL; c = next) {
@@ -130,8 +137,9 @@ static bool take_commands(struct relay *r) {
     conn_adopt(r, c);
   }
   for (;;) {
+    /* Under mu: shutdown(id) reads whether a connection is on a shut list, and conn_end takes it off. */
     pthread_mutex_lock(&r->mu);
-    struct relay_conn *c = list_empty(&r->shut) ? NULL : RELAY_OWNER(r->shut.next, struct relay_conn, shut);
+    struct relay_conn *c = list_empty(&shut) ? NULL : RELAY_OWNER(shut.next, struct relay_conn, shut);
     if (c != NULL) list_del(&c->shut);
     pthread_mutex_unlock(&r->mu);
     if (c == NULL) break;
@@ -210,6 +218,7 @@ int relay_start(struct relay *r, const char **syscall) {
   int err = pthread_create(&r->thread, NULL, relay_main, r);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err != 0) return (*syscall = "pthread_create", close_start(r, err));
+  pthread_setname_np(r->thread, "sy-relay"); /* for top -H and perf (15 chars at most); cosmetic, so unchecked */
   r->started = true;
   return 0;
 }
@@ -239,6 +248,7 @@ void relay_stop(struct relay *r) {
   free_list(r->discards, false);
   free_list(r->done, false);
   r->adds = r->discards = r->done = NULL;
+  list_init(&r->shut);
   r->adds_tail = &r->adds;
   r->done_tail = &r->done;
   pool_destroy(&r->pool);

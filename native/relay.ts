@@ -41,6 +41,13 @@ export interface RelayAddOptions {
 export interface RelayOptions {
   /** Empty pipes kept for reuse; more are closed as they empty (default 64). */
   maxFreePipes?: number;
+  /**
+   * Capacity of each pipe in bytes (F_SETPIPE_SZ: a power of two, at most
+   * /proc/sys/fs/pipe-max-size), which bounds what a direction holds.
+   * Default: the kernel's, 64 KiB. Larger moves more per splice() (bench/tools/relay-bulk.ts);
+   * a pipe the kernel refuses to grow (past the user's pipe-user-pages-soft) keeps its size.
+   */
+  pipeSize?: number;
   /** Tests only: every read goes through a copy buffer (recv/send), as when pipe2 fails with EMFILE. */
   forceCopy?: boolean;
 }
@@ -68,7 +75,7 @@ interface NativeRelay {
 }
 
 interface RelayBinding {
-  relayCreate(onEnds: (ends: Float64Array) => void, maxFreePipes: number, forceCopy: boolean): NativeRelay;
+  relayCreate(onEnds: (ends: Float64Array) => void, maxFreePipes: number, pipeSize: number, forceCopy: boolean): NativeRelay;
 }
 
 export const DEFAULT_MAX_FREE_PIPES = 64;
@@ -83,6 +90,7 @@ export class Relay {
     this.native = (addon as unknown as RelayBinding).relayCreate(
       (ends) => this.ended(ends),
       opts.maxFreePipes ?? DEFAULT_MAX_FREE_PIPES,
+      opts.pipeSize ?? 0,
       opts.forceCopy ?? false,
     );
   }
@@ -123,6 +131,8 @@ export class Relay {
    * Again: nothing. A closed relay's add() throws ERR_RELAY_CLOSED.
    */
   close(): void {
+    // Also within a done(): the rest of its batch is still to be delivered.
+    if (this.pending.size > 0) throw Object.assign(new Error(`relay: ${this.pending.size} connections still open`), { code: "ERR_RELAY_BUSY" });
     this.native.close();
   }
 

@@ -132,8 +132,11 @@ static bool pump_dir(struct relay *r, struct relay_conn *c, int s) {
       return false;
     }
   }
-  /* Holds a pipe only while bytes are in it (the buffer went when it emptied). */
-  if (d->in_pipe == 0) pool_give(&r->pool, &d->pipe, true);
+  /* An idle direction holds no pipe and no buffer. */
+  if (!pending(d)) {
+    pool_give(&r->pool, &d->pipe, true);
+    drop_buffer(r, d);
+  }
   return true;
 }
 

@@ -1,7 +1,7 @@
 /*
  * The relay's JS side (native/relay.ts is its facade):
  *
- *   relayCreate(onEnds, maxFreePipes, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
+ *   relayCreate(onEnds, maxFreePipes, pipeSize, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
  *   add(clientFd, targetFd, idleMs or -1, toTarget?, toClient?) -> id
  *
  * onEnds(Float64Array of [id, reason, bytesIn, bytesOut, errno] per connection)
@@ -164,25 +164,28 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
   err = relay_slot_alloc(r, c);
   pthread_mutex_unlock(&r->mu);
   if (err != 0) return throw_freeing(env, c, err, "malloc", "relay ids");
-  if (watch(r, c, SIDE_CLIENT) != 0 || watch(r, c, SIDE_TARGET) != 0) {
-    err = errno;
-    bool client_watched = epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL) == 0;
+  if (watch(r, c, SIDE_CLIENT) != 0) {
+    err = errno; /* EEXIST: the relay carries that fd already; EPERM: not a socket */
     pthread_mutex_lock(&r->mu);
     relay_slot_free(r, c);
-    if (client_watched) {
-      /* The thread may hold an event for it from before the DEL: it frees c after that batch. */
-      free(c->dir[0].buf);
-      free(c->dir[1].buf);
-      c->dir[0].buf = c->dir[1].buf = NULL;
-      c->next = r->discards;
-      r->discards = c;
-    }
     pthread_mutex_unlock(&r->mu);
-    if (client_watched) {
-      relay_wake(r);
-      return sy_throw_errno(env, err, "epoll_ctl", NULL);
-    }
     return throw_freeing(env, c, err, "epoll_ctl", NULL);
+  }
+  if (watch(r, c, SIDE_TARGET) != 0) {
+    err = errno;
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL);
+    /* The thread may hold an event for the client from before the DEL: it frees c after that batch. */
+    for (int s = 0; s < 2; s++) {
+      free(c->dir[s].buf);
+      c->dir[s].buf = NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    relay_slot_free(r, c);
+    c->next = r->discards;
+    r->discards = c;
+    pthread_mutex_unlock(&r->mu);
+    relay_wake(r);
+    return sy_throw_errno(env, err, "epoll_ctl", NULL);
   }
 
   for (int s = 0; s < 2; s++)
@@ -286,17 +289,19 @@ static void relay_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value relay_create(napi_env env, napi_callback_info info) {
-  SY_ARGS(env, info, 3, argv);
+  SY_ARGS(env, info, 4, argv);
   napi_valuetype type;
-  int64_t max_free;
+  int64_t max_free, pipe_size;
   bool force_copy;
   NAPI_CALL(env, napi_typeof(env, argv[0], &type));
   if (type != napi_function) {
     sy_throw_arg(env, false, "onEnds", "of type function");
     return NULL;
   }
-  if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free)) return NULL;
-  NAPI_CALL(env, napi_get_value_bool(env, argv[2], &force_copy));
+  if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free) ||
+      !sy_get_int(env, argv[2], "pipeSize", 0, 1 << 30, &pipe_size))
+    return NULL;
+  NAPI_CALL(env, napi_get_value_bool(env, argv[3], &force_copy));
 
   struct relay *r = calloc(1, sizeof *r);
   if (r == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay");
@@ -314,7 +319,7 @@ static napi_value relay_create(napi_env env, napi_callback_info info) {
     free(r);
     return sy_throw_errno(env, err, "pthread_mutex_init", NULL);
   }
-  if (pool_init(&r->pool, (size_t)max_free) != 0) {
+  if (pool_init(&r->pool, (size_t)max_free, (int)pipe_size) != 0) {
     relay_free(env, r);
     return sy_throw_errno(env, ENOMEM, "calloc", "pipe pool");
   }

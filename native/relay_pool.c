@@ -7,8 +7,9 @@
 
 static void set_stat(uint64_t *v, uint64_t x) { __atomic_store_n(v, x, __ATOMIC_RELAXED); }
 
-int pool_init(struct relay_pool *p, size_t max_free) {
+int pool_init(struct relay_pool *p, size_t max_free, int pipe_size) {
   p->max_free = max_free;
+  p->pipe_size = pipe_size;
   p->nfree = p->busy = 0;
   p->free = max_free > 0 ? calloc(max_free, sizeof *p->free) : NULL;
   return max_free > 0 && p->free == NULL ? ENOMEM : 0;
@@ -23,6 +24,8 @@ int pool_take(struct relay_pool *p, struct relay_pipe *out) {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return errno;
     out->r = fds[0];
     out->w = fds[1];
+    /* Refused past pipe-max-size or the user's pipe-user-pages-soft: the default size does too. */
+    if (p->pipe_size > 0) (void)fcntl(fds[1], F_SETPIPE_SZ, p->pipe_size);
   }
   set_stat(&p->busy, p->busy + 1);
   return 0;

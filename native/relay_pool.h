@@ -17,11 +17,12 @@ struct relay_pipe {
 struct relay_pool {
   struct relay_pipe *free;
   size_t max_free;
+  int pipe_size; /* F_SETPIPE_SZ of new pipes; 0: the kernel's default (64 KiB) */
   /* Read by other threads for stats: relaxed atomics. */
   uint64_t nfree, busy;
 };
 
-int pool_init(struct relay_pool *p, size_t max_free); /* 0 or ENOMEM */
+int pool_init(struct relay_pool *p, size_t max_free, int pipe_size); /* 0 or ENOMEM */
 /* An empty pipe, from the free list or new; 0 or the errno of pipe2 (EMFILE, ENFILE ...). */
 int pool_take(struct relay_pool *p, struct relay_pipe *out);
 /* Back to the free list if `empty` and there is room; closed otherwise. Sets *pipe to none. */

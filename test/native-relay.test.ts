@@ -14,7 +14,7 @@ import { closeFd, dupFd } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
 import { describeFdChange, fdTable } from "./helpers/fd-table.js";
-import { closed, digestUntilEnd, hungUp, Ledger, PairMaker, readExactly, readUntilEnd, type Pair } from "./helpers/relay-pairs.js";
+import { beforeEnd, closed, digestUntilEnd, hungUp, Ledger, PairMaker, readExactly, readUntilEnd, type Pair } from "./helpers/relay-pairs.js";
 
 const ledger = new Ledger();
 let maker: PairMaker;
@@ -38,6 +38,7 @@ const pipeCount = (): number => [...fdTable(process.pid).values()].filter((l) =>
 /** A relay closed at the end of the test (its connections must all have ended by then). */
 function relayFor(t: ExecutionContext, opts?: ConstructorParameters<typeof Relay>[0]): Relay {
   const relay = new Relay(opts);
+  t.timeout(20_000); // a connection the relay mishandles would otherwise hang the file
   t.teardown(() => {
     if (relay.size > 0) relay.shutdownAll();
     else relay.close();
@@ -74,6 +75,21 @@ test.serial("64 MiB each way at once arrive intact", async (t) => {
   const { end } = ledger.add(relay, p);
   const up = crypto.randomBytes(64 << 20);
   const down = crypto.randomBytes(64 << 20);
+  const atPeer = digestUntilEnd(p.peer);
+  const atClient = digestUntilEnd(p.client);
+  p.client.end(up);
+  p.peer.end(down);
+  t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
+  t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
+  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
+});
+
+test.serial("pipeSize: 1 MiB pipes carry 16 MiB each way intact", async (t) => {
+  const relay = relayFor(t, { pipeSize: 1 << 20 });
+  const p = await maker.pair();
+  const { end } = ledger.add(relay, p);
+  const up = crypto.randomBytes(16 << 20);
+  const down = crypto.randomBytes(16 << 20);
   const atPeer = digestUntilEnd(p.peer);
   const atClient = digestUntilEnd(p.client);
   p.client.end(up);
@@ -184,9 +200,9 @@ test.serial("idle timeout: not while bytes move, then after that long of silence
     const echo = readExactly(p.client, `${i}`);
     const got = readExactly(p.peer, `${i}`);
     p.client.write(`${i}`);
-    await got;
+    await beforeEnd(got, end);
     p.peer.write(`${i}`);
-    await echo;
+    await beforeEnd(echo, end);
     last = performance.now();
     t.false(ended, `ended during round trip ${i}`);
     await new Promise((r) => setTimeout(r, 150));
@@ -217,7 +233,7 @@ test.serial("idle timeout waits for a slow reader still receiving, then fires on
   t.true(relay.stats().pipesBusy >= 1);
   const hash = crypto.createHash("sha256");
   let got = 0;
-  await new Promise<void>((resolve) => {
+  const all = new Promise<void>((resolve) => {
     p.client.on("data", (d: Buffer) => {
       hash.update(d);
       got += d.length;
@@ -225,6 +241,7 @@ test.serial("idle timeout waits for a slow reader still receiving, then fires on
     });
     p.client.resume();
   });
+  await beforeEnd(all, end);
   t.false(ended, "still open when the last byte arrived");
   t.is(hash.digest("hex"), sha256(body));
   t.deepEqual(await end, { reason: "idle_timeout", bytesIn: 0, bytesOut: body.length });
@@ -245,10 +262,24 @@ test.serial("shutdown(id) ends one connection as shutdown, and only once", async
   t.is(relay.size, 1);
   const echo = readExactly(b.client, "still here");
   b.peer.write("still here");
-  await echo;
+  await beforeEnd(echo, eb.end);
   b.client.end();
   b.peer.end();
   t.is((await eb.end).reason, "closed");
+});
+
+test.serial("shutdown(id) at once after add(): every one ends as shutdown, its sockets closed", async (t) => {
+  const relay = relayFor(t);
+  const pairs = await Promise.all(Array.from({ length: 300 }, () => maker.pair()));
+  // The thread takes adds and shutdowns while these calls keep coming: some land between the two.
+  const ends = pairs.map((p) => {
+    const { id, end } = ledger.add(relay, p);
+    relay.shutdown(id);
+    return end;
+  });
+  t.true((await Promise.all(ends)).every((e) => e.reason === "shutdown"));
+  await within(Promise.all(pairs.flatMap((p) => [hungUp(p.client), hungUp(p.peer)])), 5000, "every socket hung up");
+  t.is(relay.stats().open, 0);
 });
 
 test.serial("shutdownAll() ends every connection added before it, not one added after", async (t) => {
@@ -261,7 +292,7 @@ test.serial("shutdownAll() ends every connection added before it, not one added 
   t.deepEqual(await Promise.all(ends), pairs.map(() => ({ reason: "shutdown", bytesIn: 0, bytesOut: 0 })));
   const echo = readExactly(late.client, "alive");
   late.peer.write("alive");
-  await echo;
+  await beforeEnd(echo, after.end);
   t.is(relay.size, 1);
   relay.shutdownAll();
   t.is((await after.end).reason, "shutdown");
@@ -371,10 +402,16 @@ test.serial("no fd leaks, and the pool keeps at most maxFreePipes", async (t) =>
   t.deepEqual([...table.values()].sort(), [...before.values()].sort(), describeFdChange(before, table));
 });
 
-test.serial("the copy path (forceCopy): 8 MiB each way, half-close, exact counts, no buffer left", async (t) => {
+test.serial("the copy path (forceCopy): an idle connection holds no buffer; 8 MiB each way, half-close, exact counts", async (t) => {
   const relay = relayFor(t, { forceCopy: true, maxFreePipes: 0 });
   const p = await maker.pair();
   const { end } = ledger.add(relay, p);
+  const hello = once(p.peer.resume(), "data");
+  p.client.write("x");
+  t.deepEqual((await hello)[0], Buffer.from("x"));
+  p.peer.pause();
+  await until(() => relay.stats().buffers === 0, 2000, "the copy buffer given back once empty", 10);
+  t.true(relay.stats().copyReads > 0);
   const up = crypto.randomBytes(8 << 20);
   const down = crypto.randomBytes(8 << 20);
   const atPeer = digestUntilEnd(p.peer);
@@ -383,9 +420,8 @@ test.serial("the copy path (forceCopy): 8 MiB each way, half-close, exact counts
   const atClient = digestUntilEnd(p.client);
   p.peer.end(down);
   t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
-  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
+  t.deepEqual(await end, { reason: "closed", bytesIn: up.length + 1, bytesOut: down.length });
   const s = relay.stats();
-  t.true(s.copyReads > 0);
   t.deepEqual([s.buffers, s.pipesBusy, s.pipesFree], [0, 0, 0]);
 });
 
@@ -452,12 +488,22 @@ test.serial("a failing add() throws a SyscallError and leaves both fds open and 
   }
   // Still open, still connected: the same fds can be carried after all.
   const { end } = ledger.add(relay, p);
+  // An fd the relay carries already, as either side of another add(): EEXIST, and the carried one is untouched.
+  const q = await maker.pair();
+  for (const [c, tg] of [[p.clientFd, q.targetFd], [q.clientFd, p.targetFd]] as const) {
+    const err = t.throws(() => relay.add(c, tg, { idleTimeoutMs: null }, () => t.fail("done() for a failed add()")));
+    t.true(isSyscallError(err) && err.code === "EEXIST", String(err));
+  }
+  const qEnd = ledger.add(relay, q).end;
   const up = readUntilEnd(p.peer);
   const down = readUntilEnd(p.client);
   p.client.end("after");
   p.peer.end("all");
   t.deepEqual([await up, await down], ["after", "all"]);
   t.is((await end).reason, "closed");
+  q.client.end();
+  q.peer.end();
+  t.is((await qEnd).reason, "closed");
 });
 
 test.serial("close() refuses while connections are open; a closed relay takes no more", async (t) => {

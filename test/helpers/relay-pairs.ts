@@ -126,6 +126,14 @@ export class Ledger {
   }
 }
 
+/** `promise`, or a rejection if the relay ends the connection first (instead of a test waiting for ever). */
+export function beforeEnd<T>(promise: Promise<T>, end: Promise<RelayEnd>): Promise<T> {
+  const early = end.then((e): never => {
+    throw new Error(`the relay ended the connection first: ${JSON.stringify(e)}`);
+  });
+  return Promise.race([promise, early]);
+}
+
 /** Everything a socket receives until its peer's FIN, as a hash and a count. */
 export function digestUntilEnd(socket: net.Socket): Promise<{ sha256: string; bytes: number }> {
   const hash = crypto.createHash("sha256");
