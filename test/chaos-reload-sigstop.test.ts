@@ -23,10 +23,13 @@ import { report, Tally } from "./helpers/chaos.js";
 
 const LOOPS = 8;
 
-/** Whether `pid` has exec'd the worker's program (a child between fork and exec still shows the supervisor's command line). */
+/**
+ * Whether `pid` has exec'd the worker's program, bundled or not (a child between
+ * fork and exec still shows the supervisor's command line).
+ */
 function runsWorker(pid: number): boolean {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("worker/main.js");
+    return /worker\/(main|bundle)\.js/.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
   } catch {
     return false;
   }
