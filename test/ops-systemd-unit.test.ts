@@ -163,9 +163,9 @@ test.serial("the unit's capability bounding set is enough: BPF steering, port 80
   t.true(r.abandoned);
   t.is(r.exited, "SIGKILL");
   t.deepEqual(r.abandonedAlive, [false]);
-  // The spare loaded at nice +10; adopted, every thread of it serves at the supervisor's priority.
+  // The spare loaded at nice +5; adopted, every thread of it serves at the supervisor's priority.
   t.is(r.supervisorNice.length, 1);
-  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 10]);
+  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 5]);
   t.true(r.spareAdopted, "the reload did not adopt the loaded spare");
   t.true(r.workerIsSpare);
   t.deepEqual(r.workerNice, r.supervisorNice, "the adopted spare serves at another priority than the supervisor's");
@@ -178,8 +178,8 @@ test.serial("without CAP_SYS_NICE a spare's priority cannot be raised back (why 
   const r = await scenarioResult<CapsResult>(t, "ops-unit-caps", { env: { SWITCHYARD_TEST_CAPS: unitCaps.filter((c) => c !== "cap_sys_nice").join(",") } });
   t.is(BigInt(`0x${r.capBnd}`) & (1n << CAP_BITS.cap_sys_nice!), 0n);
   t.deepEqual(r.reloads, ["reload_succeeded", "reload_failed"]);
-  // Lowering a child's priority needs no capability: the spare loaded at nice +10 ...
-  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 10]);
+  // Lowering a child's priority needs no capability: the spare loaded at nice +5 ...
+  t.deepEqual(r.spareNice, [r.supervisorNice[0]! + 5]);
   // ... but raising it back fails, once: that spare is discarded and the worker started then serves at the supervisor's priority.
   t.deepEqual(r.priorityKept, ["EACCES"]);
   t.false(r.spareAdopted);

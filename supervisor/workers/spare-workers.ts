@@ -4,7 +4,7 @@ import type { Logger } from "../../common/log.js";
 import type { WorkerLaunch } from "./worker-launch.js";
 
 /** How much lower than the supervisor's a spare's CPU priority is while it loads (nice steps). */
-const SPARE_NICENESS = 10;
+const SPARE_NICENESS = 5;
 
 /** Backoff after a spare that could not be started or died unadopted: 0.5 s, doubling, at most 30 s. */
 const RETRY_FIRST_MS = 500;
@@ -116,7 +116,7 @@ export class SpareWorkers {
       const spare = this.idle[i]!;
       const { launch } = spare;
       const child = launch.child;
-      const usable = child.exitCode === null && child.signalCode === null && this.opts.fits(launch);
+      const usable = child.exitCode === null && child.signalCode === null && !launch.talkedOutOfTurn && this.opts.fits(launch);
       if (usable && !launch.loaded) {
         i++;
         continue;

@@ -49,7 +49,15 @@ const workerEntry = chooseWorkerEntry();
  * connection churn (about 25 MiB of a busy worker's RSS). 2 MiB semi-spaces
  * keep scavenges cheap and frequent at no measurable cost in throughput.
  */
-const WORKER_NODE_FLAGS = ["--max-semi-space-size=2"];
+const WORKER_NODE_FLAGS = [
+  "--max-semi-space-size=2",
+  // A USR1 sent to the whole unit (`systemctl kill -s USR1`) would open Node's inspector
+  // on 127.0.0.1:9229 in a worker still loading, before its own handler is in (Node >= 22.14).
+  ...(process.allowedNodeEnvironmentFlags.has("--disable-sigusr1") ? ["--disable-sigusr1"] : []),
+];
+
+/** Events kept from a worker not yet adopted (beyond "loaded", one means it is broken). */
+const EARLY_EVENTS_MAX = 16;
 
 /** What every worker process of this supervisor is started with, whatever it will serve. */
 export interface LaunchOptions {
@@ -82,6 +90,10 @@ export class WorkerLaunch {
   private adopter: ChannelEvents | undefined;
   /** What came before adoption, other than "loaded" (a broken worker's bytes, its exit): replayed to the adopter in order. */
   private readonly early: ((to: ChannelEvents) => void)[] = [];
+  /** A spare that said more than "loaded" unasked is broken: not adopted. */
+  get talkedOutOfTurn(): boolean {
+    return this.early.length > 0;
+  }
 
   private constructor(
     readonly child: ChildProcess,
@@ -98,7 +110,8 @@ export class WorkerLaunch {
           this.loaded = true;
           return;
         }
-        this.early.push((to) => to.message(m));
+        // Held back only to be replayed; a spare that said anything is not adopted, so a few are plenty.
+        if (this.early.length < EARLY_EVENTS_MAX) this.early.push((to) => to.message(m));
       },
       invalid: (reason, preview) => (this.adopter ? this.adopter.invalid(reason, preview) : this.early.push((to) => to.invalid(reason, preview))),
       close: () => (this.adopter ? this.adopter.close() : this.early.push((to) => to.close())),
