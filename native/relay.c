@@ -10,6 +10,10 @@
  * edges is remembering a readiness until EAGAIN says it is used up
  * (relay_conn.readable/writable), and a budget per turn (relay.more).
  *
+ * Threads: JS hands its commands over under relay.mu and writes the eventfd
+ * that wakes this thread; this thread hands ended connections back the same
+ * way, through a threadsafe function. Nothing else is shared.
+ *
  * A turn: wait; handle the events; pump the connections whose budget ran out;
  * take JS's commands (add, shutdown, stop); expire idle timers; hand the
  * connections that ended to the JS thread, which frees them. Not sooner: an

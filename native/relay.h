@@ -59,9 +59,10 @@ struct relay_conn {
   struct relay_link all;  /* relay.all */
   struct relay_link more; /* relay.more: its budget ran out with bytes still moving */
 
-  /* Under relay.mu. */
-  struct relay_link shut; /* relay.shut: shutdown(id) asked, not yet done */
-  struct relay_conn *next; /* in relay.adds, relay.discards, the zombie and done lists */
+  /* Under relay.mu: relay.shut (shutdown(id) asked, not yet done). */
+  struct relay_link shut;
+  /* relay.adds, relay.discards, relay.done (under relay.mu) or the thread's relay.zombies. */
+  struct relay_conn *next;
 
   /* Set when it ends, read by the JS thread once it is on the done list. */
   enum relay_reason reason;

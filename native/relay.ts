@@ -21,11 +21,15 @@ const END_FIELDS = 5;
 
 export interface RelayEnd {
   reason: RelayEndReason;
-  /** Client to target: bytes written to the target, toTarget included. */
+  /** Client to target: bytes the relay wrote to the target, toTarget included (not what JS wrote before add()). */
   bytesIn: number;
-  /** Target to client: bytes written to the client, toClient included. */
+  /** Target to client: bytes the relay wrote to the client, toClient included. */
   bytesOut: number;
-  /** The error that ended it ("ECONNRESET", "EPIPE", ...), for client_error and target_error. */
+  /**
+   * The error that ended it ("ECONNRESET", "EPIPE", "ETIMEDOUT" ...), for client_error
+   * and target_error: that side's read, write, shutdown or pending socket error.
+   * "ENOMEM": no pipe and no copy buffer could be had for a read of that side.
+   */
   errno?: string;
 }
 
@@ -53,7 +57,7 @@ export interface RelayOptions {
 }
 
 export interface RelayStats {
-  /** Connections the epoll thread still carries (done() may still be due for ended ones: see Relay.size). */
+  /** Connections added and not yet ended (done() may still be due for ended ones: see Relay.size). */
   open: number;
   pipesFree: number;
   /** Pipes held by directions with bytes in flight. */

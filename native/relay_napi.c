@@ -19,7 +19,7 @@
 #include "relay.h"
 
 #define END_FIELDS 5
-/* config/limits.ts allows far less; this only keeps the arithmetic in range. */
+/* IdleTimeoutMs allows far less (config/schema.ts); this only keeps the arithmetic in range. */
 #define MAX_IDLE_MS ((int64_t)1 << 40)
 #define MAX_ID (((int64_t)1 << 53) - 1)
 

@@ -190,12 +190,12 @@ test.serial("a target reset while its download is paused (the client does not re
 test.serial("idle timeout: not while bytes move, then after that long of silence", async (t) => {
   const relay = relayFor(t);
   const p = await maker.pair();
-  const idleMs = 300;
+  const idleMs = 500;
   const { end } = ledger.add(relay, p, { idleTimeoutMs: idleMs });
   let ended = false;
   void end.then(() => (ended = true));
   let last = 0;
-  // Five round trips 150 ms apart: 750 ms in all, never 300 ms quiet.
+  // Five round trips 150 ms apart: longer than idleMs in all, never that long quiet (with room for a loaded machine).
   for (let i = 0; i < 5; i++) {
     const echo = readExactly(p.client, `${i}`);
     const got = readExactly(p.peer, `${i}`);
@@ -219,13 +219,17 @@ test.serial("idle timeout waits for a slow reader still receiving, then fires on
   const p = await maker.pair();
   p.client.pause();
   const idleMs = 200;
+  const body = crypto.randomBytes(16 << 20); // before add(): on a loaded machine this alone can take longer than idleMs
   const { end } = ledger.add(relay, p, { idleTimeoutMs: idleMs });
   let ended = false;
-  void end.then(() => (ended = true));
-  const body = crypto.randomBytes(16 << 20);
+  let endedAs: RelayEnd | undefined;
+  void end.then((e) => {
+    ended = true;
+    endedAs = e;
+  });
   p.peer.write(body);
   await untilPaused(relay).catch((e: unknown) => {
-    throw new Error(`${String(e)} (ended: ${ended})`);
+    throw new Error(`${String(e)} (ended: ${ended ? JSON.stringify(endedAs) : "no"})`);
   });
   // Nothing moves for three idle periods, but bytes are on their way: a slow reader, not silence.
   await new Promise((r) => setTimeout(r, 3 * idleMs));
@@ -301,8 +305,9 @@ test.serial("shutdownAll() ends every connection added before it, not one added 
 test.serial("toTarget and toClient go first, in order, before bytes that were already waiting", async (t) => {
   const relay = relayFor(t);
   const p = await maker.pair();
-  // 4 MiB: more than one send() takes while the target does not read, so a remainder is kept.
-  const header = crypto.randomBytes(4 << 20);
+  // More than the kernel holds for a target that does not read (a 4 MiB send buffer at most,
+  // net.ipv4.tcp_wmem, and its receive buffer): a remainder is kept.
+  const header = crypto.randomBytes(16 << 20);
   p.client.write("tail");
   p.peer.write("world");
   // Written to the kernel (loopback delivers within the write): waiting in the proxy's receive queues.
@@ -382,7 +387,8 @@ test.serial("no fd leaks, and the pool keeps at most maxFreePipes", async (t) =>
   const relay = new Relay({ maxFreePipes });
   const pairs = await Promise.all(Array.from({ length: 12 }, () => maker.pair()));
   const ends = pairs.map((p) => ledger.add(relay, p).end);
-  const body = crypto.randomBytes(4 << 20);
+  // More than the kernel holds between the relay and a target that does not read (see the toTarget test).
+  const body = crypto.randomBytes(16 << 20);
   for (const p of pairs) p.client.end(body);
   // Targets not reading: every upload holds a full pipe at once, well past the pool's bound.
   await until(() => relay.stats().pipesBusy === pairs.length, 5000, "every upload paused with bytes in its pipe", 10);
