@@ -77,10 +77,10 @@ test: build test-deps
 	npx ava
 
 # The supervisor's own hand-overs at full length: 20 upgrades in a row under load in each
-# steering mode (the suite runs 3), and 5 kill -9 restarts through the fd store in each.
+# steering mode (the suite runs 2), and 10 kill -9 restarts through the fd store in each (the suite 3).
 .PHONY: soak
 soak: build
-	SWITCHYARD_UPGRADE_ROUNDS=20 npx ava --timeout=10m dist/test/upgrade.test.js dist/test/crash-restart.test.js
+	SWITCHYARD_UPGRADE_ROUNDS=20 SWITCHYARD_CRASH_KILLS=10 npx ava --timeout=10m dist/test/upgrade.test.js dist/test/crash-restart.test.js
 
 # Faults injected one at a time under load (test/chaos-*.test.ts, also part of `make test`);
 # prints, per fault, the connections attempted and failed, and how they failed.

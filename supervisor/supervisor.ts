@@ -21,6 +21,9 @@ import type { NamedFd } from "./handover/named-fds.js";
 import { SWITCHYARD_VERSION } from "./version.js";
 
 /** The supervisor's parts, wired together; one instance per process. */
+/** How long a reload waits for spares still loading before it starts processes of its own. */
+const SPARE_WAIT_MS = 2000;
+
 export class Supervisor {
   readonly pool: Pool;
   readonly reloads: ReloadQueue;
@@ -103,6 +106,7 @@ export class Supervisor {
           throw err;
         }
       },
+      beforeGeneration: (workers) => this.spares.loaded(workers, SPARE_WAIT_MS),
       observe: {
         onDrained: (w, final) => this.metrics.retire(w, final.metrics),
         onMetrics: (w, seq, m) => this.metrics.onWorkerMetrics(w, seq, m),

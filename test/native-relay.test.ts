@@ -9,7 +9,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 
-import { Relay, type RelayEnd } from "../native/relay.js";
+import { Relay, type RelayEnd, type RelayOptions } from "../native/relay.js";
 import { closeFd, dupFd } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
@@ -69,12 +69,13 @@ test.serial("a few bytes both ways, then both ends close: closed with exact coun
   t.deepEqual(relay.stats().open, 0);
 });
 
-test.serial("64 MiB each way at once arrive intact", async (t) => {
-  const relay = relayFor(t);
+/** `bytes` random bytes each way at once, both ends finishing: each side gets the other's intact, the counts exact. */
+async function bothWays(t: ExecutionContext, bytes: number, opts?: RelayOptions): Promise<void> {
+  const relay = relayFor(t, opts);
   const p = await maker.pair();
   const { end } = ledger.add(relay, p);
-  const up = crypto.randomBytes(64 << 20);
-  const down = crypto.randomBytes(64 << 20);
+  const up = crypto.randomBytes(bytes);
+  const down = crypto.randomBytes(bytes);
   const atPeer = digestUntilEnd(p.peer);
   const atClient = digestUntilEnd(p.client);
   p.client.end(up);
@@ -82,22 +83,11 @@ test.serial("64 MiB each way at once arrive intact", async (t) => {
   t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
   t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
   t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
-});
+}
 
-test.serial("pipeSize: 1 MiB pipes carry 16 MiB each way intact", async (t) => {
-  const relay = relayFor(t, { pipeSize: 1 << 20 });
-  const p = await maker.pair();
-  const { end } = ledger.add(relay, p);
-  const up = crypto.randomBytes(16 << 20);
-  const down = crypto.randomBytes(16 << 20);
-  const atPeer = digestUntilEnd(p.peer);
-  const atClient = digestUntilEnd(p.client);
-  p.client.end(up);
-  p.peer.end(down);
-  t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
-  t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
-  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
-});
+test.serial("64 MiB each way at once arrive intact", (t) => bothWays(t, 64 << 20));
+
+test.serial("pipeSize: 1 MiB pipes carry 16 MiB each way intact", (t) => bothWays(t, 16 << 20, { pipeSize: 1 << 20 }));
 
 test.serial("half-close: the client ends first, the target answers after and then ends", async (t) => {
   const relay = relayFor(t);

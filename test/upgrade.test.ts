@@ -31,7 +31,7 @@ interface Result {
 }
 
 // `make soak` runs 20 in a row in each mode; the suite keeps to its time budget with 3.
-const rounds = Number(process.env.SWITCHYARD_UPGRADE_ROUNDS ?? 3);
+const rounds = Number(process.env.SWITCHYARD_UPGRADE_ROUNDS ?? 2);
 const ROUNDS = { ports: rounds, bpf: rounds } as const;
 
 for (const mode of ["ports", "bpf"] as const) {

@@ -106,6 +106,21 @@ export class Switchyard implements Party {
     return (serving?.workers ?? []).map((w) => ({ pid: w.pid ?? 0, accepted: w.accepted ?? 0 }));
   }
 
+  /**
+   * Resolves once the spares the last reload (or the start) put in place are
+   * loaded, as HAProxy's master CLI taking connections again says its last
+   * reload is over: an operator's next reload finds them so. Reloads that come
+   * faster than that are the "reloads under load" sections. Bounded: 10 s.
+   */
+  async whenReloadable(): Promise<void> {
+    const deadline = performance.now() + 10_000;
+    for (;;) {
+      const spares = await this.spares();
+      if ((spares.length >= this.spec.workers && spares.every((s) => s.ready)) || performance.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   async spares(): Promise<Spare[]> {
     const status = await httpJson<Status>(ADMIN_PORT, "/status");
     if (!Array.isArray(status.spares)) return [];

@@ -19,6 +19,8 @@ export interface PoolOptions {
   log: Logger;
   provider: ListenerProvider;
   spawn(opts: Pick<WorkerOptions, "generation" | "index" | "plan" | "listeners">, events: WorkerEvents): WorkerProcess;
+  /** Awaited before a generation's workers are started (warm spares still loading: supervisor/workers/spare-workers.ts). */
+  beforeGeneration?(workers: number): Promise<void>;
   /** Called for everything a worker reports beyond its lifecycle (metrics, access log). */
   observe: Pick<WorkerEvents, "onDrained" | "onMetrics" | "onClosed" | "onAccessLog">;
 }
@@ -57,6 +59,8 @@ export class Pool {
 
   /** Starts a generation for `plan`, gates it on health, cuts over. Rejects with nothing changed. */
   async deploy(plan: Plan): Promise<Generation> {
+    if (this.stopping) throw new SwitchyardError("RELOAD_FAILED", "shutting down");
+    await this.opts.beforeGeneration?.(this.opts.workers);
     if (this.stopping) throw new SwitchyardError("RELOAD_FAILED", "shutting down");
     const prepared = this.opts.provider.prepare(plan);
     const gen = new Generation(this.nextNumber++, plan, prepared, this.opts.workers);

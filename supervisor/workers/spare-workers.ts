@@ -166,6 +166,26 @@ export class SpareWorkers {
     return true;
   }
 
+  /**
+   * Before a generation starts: resolves once `wanted` spares are loaded, or
+   * when no spare still loading can make it so, or after `timeoutMs`. A spare
+   * still loading is further along than a process started now, which would
+   * only compete with it for the CPU; those waited for get the supervisor's
+   * priority at once (a reload waits for them).
+   */
+  async loaded(wanted: number, timeoutMs: number): Promise<void> {
+    const alive = this.idle.filter((s) => s.launch.child.exitCode === null && s.launch.child.signalCode === null && !s.launch.talkedOutOfTurn);
+    const missing = wanted - alive.filter((s) => s.launch.loaded).length;
+    const loading = alive.filter((s) => !s.launch.loaded).slice(0, Math.max(0, missing));
+    if (loading.length === 0) return;
+    for (const s of loading) {
+      if (s.niced && this.restorePriority(s.launch.pid!)) s.niced = false;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(loading.map((s) => s.launch.settled)), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Each spare for /status: ready once its modules are loaded. */
   list(): { pid: number; ready: boolean; launchedAt: string }[] {
     return this.idle.map(({ launch }) => ({ pid: launch.pid!, ready: launch.loaded, launchedAt: new Date(launch.launchedAt).toISOString() }));

@@ -85,6 +85,9 @@ export class WorkerLaunch {
   private released = false;
   /** The worker said "loaded": its modules are in, a plan is all it waits for. */
   loaded = false;
+  private markSettled!: () => void;
+  /** Resolves once the worker has said "loaded", or its channel closed (it died first). */
+  readonly settled = new Promise<void>((resolve) => (this.markSettled = resolve));
   /** The channel, read from the start so that "loaded" is seen; its events go to the adopter. */
   private readonly channel: Channel;
   private adopter: ChannelEvents | undefined;
@@ -108,13 +111,18 @@ export class WorkerLaunch {
         if (this.adopter) return this.adopter.message(m);
         if (!this.loaded && typeof m === "object" && m !== null && (m as { type?: unknown }).type === "loaded") {
           this.loaded = true;
+          this.markSettled();
           return;
         }
         // Held back only to be replayed; a spare that said anything is not adopted, so a few are plenty.
         if (this.early.length < EARLY_EVENTS_MAX) this.early.push((to) => to.message(m));
       },
       invalid: (reason, preview) => (this.adopter ? this.adopter.invalid(reason, preview) : this.early.push((to) => to.invalid(reason, preview))),
-      close: () => (this.adopter ? this.adopter.close() : this.early.push((to) => to.close())),
+      close: () => {
+        this.markSettled();
+        if (this.adopter) this.adopter.close();
+        else this.early.push((to) => to.close());
+      },
     });
   }
 
