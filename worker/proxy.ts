@@ -3,9 +3,9 @@ import type { AppPlan, Target } from "../config/plan.js";
 import type { Balancer, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
-import { closeFd, dupFd, isReset, pendingBytes } from "../native/index.js";
+import { PAUSED_CHECK_MS, resetUnread, stillSending } from "./socket-checks.js";
+import { handOverToRelay } from "./relay-handover.js";
 import type { Relay, RelayEnd } from "../native/relay.js";
-import { socketFd } from "../common/socket-fd.js";
 import { buildV1, buildV2, parseProxyHeader, PROXY_HEADER_MAX_BYTES, type Endpoint } from "./proxy-protocol.js";
 import { CLIENT_HELLO_MAX_BYTES, parseClientHello } from "./client-hello.js";
 
@@ -32,33 +32,6 @@ export type EndReason =
   | "proxy_header" // AcceptProxyProtocol: no valid PROXY header within its bounds
   | "client_hello" // a port shared by server name: no valid TLS ClientHello within its bounds
   | "shutdown"; // cut off at the drain deadline
-
-/** Whether bytes written to `socket` have yet to reach its peer. Read only when an idle timer fires. */
-function stillSending(socket: net.Socket): boolean {
-  if (socket.writableLength > 0) return true;
-  const fd = socketFd(socket);
-  try {
-    return fd !== undefined && pendingBytes(fd) > 0;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A leg paused by backpressure is not read, so the kernel's news of its peer's
- * reset reaches no one: it is asked for this often while the leg stays paused.
- */
-const PAUSED_CHECK_MS = 1000;
-
-/** Whether the kernel has closed `socket`'s connection (a reset), though nothing reads it. */
-function resetUnread(socket: net.Socket): boolean {
-  const fd = socketFd(socket);
-  try {
-    return fd !== undefined && isReset(fd);
-  } catch {
-    return false;
-  }
-}
 
 /**
  * A dual-stack socket (the app socket in BPF mode) reports IPv4 clients as
@@ -300,44 +273,10 @@ export class ProxiedConnection {
     if (app.idleTimeoutMs !== null) this.watchIdle(app.idleTimeoutMs, socket);
   }
 
-  /**
-   * Gives both sockets to the native relay: their fds duplicated, the Node
-   * sockets closed (the kernel's connections live on in the duplicates), what
-   * Node already read from the client (after a PROXY header or a ClientHello
-   * peek) sent first, after the PROXY header for the target. False when the
-   * relay cannot take it (out of fds or memory): Node streams carry it.
-   */
+  /** The native relay takes both sockets (worker/relay-handover.ts); false: Node streams carry them. */
   private handToRelay(relay: Relay, app: AppPlan, upstream: net.Socket, header: Buffer | undefined): boolean {
-    const clientFd = socketFd(this.client);
-    const targetFd = socketFd(upstream);
-    if (clientFd === undefined || targetFd === undefined) return false;
-    let fds: [number, number] | undefined;
-    try {
-      const c = dupFd(clientFd);
-      try {
-        fds = [c, dupFd(targetFd)];
-      } catch (err) {
-        closeFd(c);
-        throw err;
-      }
-    } catch {
-      return false;
-    }
-    // Paused since accept: what is buffered is all Node read, and it reads nothing more before the sockets close.
-    const early: Buffer[] = [];
-    for (let chunk: Buffer | null; (chunk = this.client.read() as Buffer | null) !== null; ) early.push(chunk);
-    const toTarget = header === undefined && early.length === 0 ? undefined : Buffer.concat(header === undefined ? early : [header, ...early]);
-    try {
-      this.relayId = relay.add(fds[0], fds[1], { idleTimeoutMs: app.idleTimeoutMs, toTarget }, (end) => this.relayEnded(end));
-    } catch {
-      closeFd(fds[0]);
-      closeFd(fds[1]);
-      for (const chunk of early.reverse()) this.client.unshift(chunk);
-      return false;
-    }
-    this.client.destroy();
-    upstream.destroy();
-    return true;
+    this.relayId = handOverToRelay(relay, this.client, upstream, { idleTimeoutMs: app.idleTimeoutMs, header }, (end) => this.relayEnded(end));
+    return this.relayId !== undefined;
   }
 
   private relayEnded(end: RelayEnd): void {
