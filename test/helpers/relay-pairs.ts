@@ -8,7 +8,10 @@ import { once } from "node:events";
 
 import { dupFd } from "../../native/index.js";
 import { socketFd } from "../../common/socket-fd.js";
-import type { Relay, RelayAddOptions, RelayEnd } from "../../native/relay.js";
+import { Relay, type RelayAddOptions, type RelayEnd, type RelayOptions } from "../../native/relay.js";
+import type { ExecutionContext } from "ava";
+import { until } from "./core.js";
+import { fdTable } from "./fd-table.js";
 
 export interface Pair {
   /** The test's client, connected to the proxy. */
@@ -191,3 +194,27 @@ export function hungUp(socket: net.Socket): Promise<void> {
     socket.resume();
   });
 }
+
+/** sha256 of the parts, in order, as hex. */
+export const sha256 = (...parts: Buffer[]): string => {
+  const h = crypto.createHash("sha256");
+  for (const p of parts) h.update(p);
+  return h.digest("hex");
+};
+
+/** Pipes this process holds (the relay's pool and busy directions). */
+export const pipeCount = (): number => [...fdTable(process.pid).values()].filter((l) => l.startsWith("pipe:")).length;
+
+/** A relay closed at the end of the test (its connections must all have ended by then). */
+export function relayFor(t: ExecutionContext, opts?: RelayOptions): Relay {
+  const relay = new Relay(opts);
+  t.timeout(20_000); // a connection the relay mishandles would otherwise hang the file
+  t.teardown(() => {
+    if (relay.size > 0) relay.shutdownAll();
+    else relay.close();
+  });
+  return relay;
+}
+
+/** Until a direction is paused: bytes sit in a pipe because its destination does not read. */
+export const untilPaused = (relay: Relay): Promise<void> => until(() => relay.stats().pipesBusy >= 1, 5000, "a direction paused with bytes in its pipe", 10);
