@@ -21,12 +21,9 @@ async function listening(port: number, child: ChildProcess, stderr: () => string
   throw new Error(`haproxy did not listen on ${port}: ${stderr()}`);
 }
 
-/** Runs `haproxy -db -f` on `config`; resolves once every port in `ports` accepts. */
-export async function startHAProxy(t: ExecutionContext, config: string, ports: number[]): Promise<void> {
-  const dir = tempDir("switchyard-haproxy-");
-  const file = path.join(dir, "haproxy.cfg");
-  fs.writeFileSync(file, config);
-  const child = spawn("haproxy", ["-db", "-f", file], { stdio: ["ignore", "ignore", "pipe"] });
+/** Starts `cmd` in the foreground, its stderr kept; stopped (TERM, awaited) and `dir` removed at the test's end. */
+function startPeer(t: ExecutionContext, cmd: string, args: string[], dir: string): { child: ChildProcess; stderr: () => string } {
+  const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
   t.teardown(async () => {
@@ -36,7 +33,16 @@ export async function startHAProxy(t: ExecutionContext, config: string, ports: n
     }
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  for (const port of ports) await listening(port, child, () => stderr);
+  return { child, stderr: () => stderr };
+}
+
+/** Runs `haproxy -db -f` on `config`; resolves once every port in `ports` accepts. */
+export async function startHAProxy(t: ExecutionContext, config: string, ports: number[]): Promise<void> {
+  const dir = tempDir("switchyard-haproxy-");
+  const file = path.join(dir, "haproxy.cfg");
+  fs.writeFileSync(file, config);
+  const peer = startPeer(t, "haproxy", ["-db", "-f", file], dir);
+  for (const port of ports) await listening(port, peer.child, peer.stderr);
 }
 
 /**
@@ -47,16 +53,7 @@ export async function startNginx(t: ExecutionContext, stream: string, ports: num
   const dir = tempDir("switchyard-nginx-");
   const file = path.join(dir, "nginx.conf");
   fs.writeFileSync(file, `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\ndaemon off;\nmaster_process off;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents {}\nstream {\n${stream}\n}\n`);
-  const child = spawn("nginx", ["-c", file, "-p", dir], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const log = (): string => `${stderr}${fs.existsSync(`${dir}/error.log`) ? fs.readFileSync(`${dir}/error.log`, "utf8") : ""}`;
-  for (const port of ports) await listening(port, child, log);
+  const peer = startPeer(t, "nginx", ["-c", file, "-p", dir], dir);
+  const log = (): string => `${peer.stderr()}${fs.existsSync(`${dir}/error.log`) ? fs.readFileSync(`${dir}/error.log`, "utf8") : ""}`;
+  for (const port of ports) await listening(port, peer.child, log);
 }
