@@ -1,6 +1,6 @@
 // Routing and balancing: every configured port reaches a target of its own app,
 // round-robin shares connections evenly, and a dead target costs no connection.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import crypto from "node:crypto";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget, whoServes, type Target } from "./helpers/net.js";
@@ -20,11 +20,19 @@ async function inParallel<T, R>(items: readonly T[], width: number, fn: (item: T
   return out;
 }
 
-function cleanup(t: { teardown(fn: () => Promise<unknown>): void }, sup: RunningSupervisor | undefined, targets: Target[]): void {
+/**
+ * Starts the supervisor, stopped at the test's end before `targets` are closed;
+ * the targets are closed even when the supervisor does not start (a port taken
+ * meanwhile), or the file could not exit.
+ */
+async function supervisorFor(t: ExecutionContext, opts: Parameters<typeof startSupervisor>[0], targets: Target[]): Promise<RunningSupervisor> {
+  let sup: RunningSupervisor | undefined;
   t.teardown(async () => {
     await sup?.stop();
     await Promise.all(targets.map((x) => x.close()));
   });
+  sup = await startSupervisor(opts);
+  return sup;
 }
 
 test("every port reaches its own app's targets; round-robin shares 200 connections evenly", async (t) => {
@@ -38,8 +46,7 @@ test("every port reaches its own app's targets; round-robin shares 200 connectio
     fair: { ports: ports.slice(6, 8), targets: ["fair-1", "fair-2", "fair-3", "fair-4"] },
   };
   const config = { Apps: Object.entries(apps).map(([Name, a]) => ({ Name, Ports: a.ports, Targets: a.targets.map(addr) })) };
-  const sup = await startSupervisor({ config, workers: 2 });
-  cleanup(t, sup, targets);
+  const sup = await supervisorFor(t, { config, workers: 2 }, targets);
 
   for (const [name, a] of Object.entries(apps)) {
     for (const port of a.ports) {
@@ -77,8 +84,7 @@ test("a closed target port next to a live one: all 50 connections succeed throug
   // A port that was free a moment ago and that nothing listens on: connecting is refused.
   const [closedPort, port] = await freePorts(2);
   const config = { Apps: [{ Name: "half-dead", Ports: [port!], Targets: [`127.0.0.1:${closedPort}`, `127.0.0.1:${live.port}`] }] };
-  const sup = await startSupervisor({ config, workers: 2 });
-  cleanup(t, sup, [live]);
+  const sup = await supervisorFor(t, { config, workers: 2 }, [live]);
 
   const results = await inParallel(Array.from({ length: 50 }, (_, i) => i), 5, async () => {
     const payload = crypto.randomBytes(512);
@@ -101,8 +107,7 @@ test("targets given by name: localhost is reached, and a name that does not reso
   const [port] = await freePorts(1);
   // `.invalid` never resolves (RFC 2606): the worker moves on to the next target.
   const config = { Apps: [{ Name: "named", Ports: [port!], Targets: ["no-such-host.invalid:80", `localhost:${live.port}`] }] };
-  const sup = await startSupervisor({ config, workers: 1 });
-  cleanup(t, sup, [live]);
+  const sup = await supervisorFor(t, { config, workers: 1 }, [live]);
   const served = await inParallel(Array.from({ length: 20 }, (_, i) => i), 4, () => whoServes(port!));
   t.deepEqual([...new Set(served)], ["named"]);
   const failure = await sup.waitFor((l) => l.event === "upstream_connect_failed" && l.target === "no-such-host.invalid:80", 5000);
