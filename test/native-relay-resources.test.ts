@@ -112,11 +112,18 @@ test.serial("the copy path (forceCopy): an idle connection holds no buffer; 8 Mi
   t.deepEqual([s.buffers, s.pipesBusy, s.pipesFree], [0, 0, 0]);
 });
 
-/** Runs `fn` with RLIMIT_NOFILE lowered to what is open now and every lower fd taken: a new fd fails with EMFILE. */
+const RESTORE_ROOM = 64;
+
+/**
+ * Runs `fn` with RLIMIT_NOFILE lowered to just above what is open now and every free fd below it taken: a new fd fails
+ * with EMFILE. The room above the highest open fd is what the filler gives back for restoring the limit, and the
+ * spawnSync that restores it needs about ten fds (its own loop and three pipes); with a dense fd table a few were not
+ * enough (CI).
+ */
 async function withNoFreeFd<T>(fn: () => Promise<T>): Promise<T> {
   const [soft, hard] = execFileSync("prlimit", ["--pid", String(process.pid), "--nofile", "--raw", "--noheadings", "--output", "SOFT,HARD"], { encoding: "utf8" }).trim().split(/\s+/);
   const highest = Math.max(...fdTable(process.pid).keys());
-  execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${highest + 8}:${hard}`]);
+  execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${highest + RESTORE_ROOM}:${hard}`]);
   const filler: number[] = [];
   const some = fs.openSync("/dev/null", "r");
   filler.push(some);
