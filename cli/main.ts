@@ -6,7 +6,7 @@ const USAGE = `usage:
                  [--runtime-dir DIR] [--drain-timeout SECONDS] [--start-timeout SECONDS]
                  [--max-draining N] [--user NAME] [--access-log -|off|FILE]
                  [--max-connections N] [--overload-lag MS] [--fd-store]
-                 [--spare-workers N] [--data-path native|js]
+                 [--spare-workers N] [--worker-generations N] [--data-path native|js]
   switchyard check --config FILE
   switchyard ctl [--runtime-dir DIR] [--json] status|reload|upgrade
   switchyard echo --listen HOST:PORT [--listen HOST:PORT ...]

@@ -94,16 +94,21 @@ export type ToWorker =
   | { type: "health-check"; seq: number }
   /** Cut-over: start accepting on the handed-over sockets (a started worker only answers health checks). */
   | { type: "serve" }
-  | { type: "drain"; timeoutMs: number }
+  /**
+   * Stop accepting, finish or (at the deadline) cut what is open. `recycle`: a
+   * drain that ends with nothing cut leaves the process as a spare (it says
+   * "drained" with `recycled`, then "loaded") rather than exiting.
+   */
+  | { type: "drain"; timeoutMs: number; recycle: boolean }
   | { type: "metrics-request"; seq: number }
   /** Targets whose checked state changed (transitions only; the rest stand). */
   | { type: "target-states"; states: TargetState[] };
 
 /** Worker → supervisor. */
 export type FromWorker =
-  /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
-  /** Its modules are loaded: a spare started ahead is ready to be given a plan (sent once, unasked). */
+  /** Its modules are loaded (or, recycled, its last generation is gone): ready to be given a plan. Unasked. */
   | { type: "loaded" }
+  /** Acknowledges the hand-over: the socket inode of every fd received, in order. */
   | { type: "started"; pid: number; inodes: number[] }
   | { type: "start-failed"; code: string; message: string }
   /** Answers "health-check": serving means it holds its fds and would accept at cut-over. */
@@ -112,8 +117,11 @@ export type FromWorker =
   | { type: "serving" }
   /** Acknowledges "drain": this worker has closed its copies of the listening sockets. */
   | { type: "draining"; connections: number }
-  /** Last words before exit: connections cut at the deadline, final metrics. */
-  | { type: "drained"; connections: number; metrics: MetricFamily[] }
+  /**
+   * This generation's last words: connections cut at the deadline, final
+   * metrics. Then it exits, or, `recycled`, it is a spare again ("loaded" follows).
+   */
+  | { type: "drained"; connections: number; metrics: MetricFamily[]; recycled: boolean }
   | { type: "metrics"; seq: number; metrics: MetricFamily[] };
 
 export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract<U, { type: T }>;
@@ -166,7 +174,7 @@ const fromWorkerShapes: { [T in FromWorker["type"]]: (m: Fields) => boolean } = 
   health: (m) => isCount(m.seq) && typeof m.serving === "boolean",
   serving: () => true,
   draining: (m) => isCount(m.connections),
-  drained: (m) => isCount(m.connections) && isMetricFamilies(m.metrics),
+  drained: (m) => isCount(m.connections) && isMetricFamilies(m.metrics) && typeof m.recycled === "boolean" && (!m.recycled || m.connections === 0),
   metrics: (m) => isCount(m.seq) && isMetricFamilies(m.metrics),
 };
 

@@ -10,6 +10,12 @@ export interface RunOptions {
   workers: number;
   /** Worker processes kept started ahead, for reloads and replacements to take (--spare-workers; default: --workers). */
   spareWorkers: number;
+  /**
+   * Generations one worker process serves at most (--worker-generations): one
+   * whose generation drained with nothing cut comes back as a spare until then;
+   * 1: every worker exits after its drain.
+   */
+  workerGenerations: number;
   admin: { host: string; port: number };
   steering: SteeringChoice;
   runtimeDir: string;
@@ -29,6 +35,13 @@ export interface RunOptions {
   /** Keep sockets and BPF state in systemd's fd store (--fd-store, or $FDSTORE > 0 from systemd 254 on). */
   fdStore: boolean;
 }
+
+/**
+ * A worker process is reused for this many generations at most, then ends like
+ * any drained worker: what a long-lived process accumulates (heap, fragmentation,
+ * whatever a bug leaks) is bounded, at one process start per this many reloads.
+ */
+const DEFAULT_WORKER_GENERATIONS = 100;
 
 export function defaultRuntimeDir(): string {
   return process.env.RUNTIME_DIRECTORY?.split(":")[0] || "/run/switchyard";
@@ -87,6 +100,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       config: { type: "string", short: "c" },
       workers: { type: "string" },
       "spare-workers": { type: "string" },
+      "worker-generations": { type: "string" },
       admin: { type: "string" },
       steering: { type: "string" },
       "runtime-dir": { type: "string" },
@@ -109,6 +123,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     config: values.config,
     workers,
     spareWorkers: values["spare-workers"] !== undefined ? count("spare-workers", values["spare-workers"]) : workers,
+    workerGenerations: values["worker-generations"] ? positiveNumber("worker-generations", values["worker-generations"], true) : DEFAULT_WORKER_GENERATIONS,
     admin: parseHostPort(values.admin ?? "127.0.0.1:9901", "--admin"),
     steering,
     runtimeDir: values["runtime-dir"] ?? defaultRuntimeDir(),

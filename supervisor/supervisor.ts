@@ -8,7 +8,7 @@ import type { RunOptions } from "./args.js";
 import { Pool } from "./workers/pool.js";
 import { WorkerProcess } from "./workers/worker-process.js";
 import { WorkerLaunch, type LaunchOptions } from "./workers/worker-launch.js";
-import { SpareWorkers } from "./workers/spare-workers.js";
+import { SpareWorkers, type SpareReservation } from "./workers/spare-workers.js";
 import { ReloadQueue, type ReloadResult } from "./reload/reload-queue.js";
 import { SupervisorMetrics } from "./operations/metrics.js";
 import { AccessLogSink } from "./operations/access-log-sink.js";
@@ -96,7 +96,9 @@ export class Supervisor {
           return this.metrics.track(new WorkerProcess(
             {
               ...o, credentials, drainTimeoutMs: options.drainTimeoutMs, startTimeoutMs: options.startTimeoutMs,
-              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, dataPath: options.dataPath, counters: counters ?? null, targetStates: this.prober.states(), log,
+              maxConnections: options.maxConnections, overloadLagMs: options.overloadLagMs, dataPath: options.dataPath, counters: counters ?? null, targetStates: this.prober.states(),
+              recycle: (launch) => this.reuse(launch),
+              log,
             },
             events,
             launch,
@@ -119,6 +121,17 @@ export class Supervisor {
     });
     this.metrics = new SupervisorMetrics(this.pool, () => provider.steeredCounts(), () => this.accessLog.droppedLines);
     this.reloads = new ReloadQueue((source) => this.reload(source));
+  }
+
+  /**
+   * A place among the spares for a worker told to drain, if it may serve
+   * another generation: not while stopping or handing over to a successor,
+   * not past --worker-generations, not once its code was replaced on disk.
+   */
+  private reuse(launch: WorkerLaunch): SpareReservation | undefined {
+    if (this.pool.isStopping || this.upgrading) return undefined;
+    if (launch.recycled + 1 >= this.options.workerGenerations || !launch.runsCurrentCode()) return undefined;
+    return this.spares.reserve();
   }
 
   /** What every worker process is started with, spare or not. */

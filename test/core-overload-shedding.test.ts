@@ -5,7 +5,7 @@ import test from "ava";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startSupervisor } from "./helpers/supervisor.js";
+import { makeFaultFile, startSupervisor } from "./helpers/supervisor.js";
 import { clientLoops, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, reloadVia, sighup, status } from "./helpers/reload.js";
 import { parseMetrics, sampleValue } from "./helpers/prom.js";
@@ -14,7 +14,7 @@ import { closeFd, listenTcp } from "../native/index.js";
 test("a worker whose loop lags stops accepting while it lags; the other takes the new connections; 0 failed", async (t) => {
   const target = await startTarget("echo");
   const ports = await freePorts(1);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-overload-"), "fault");
+  const faultFile = makeFaultFile("switchyard-overload-");
   const sup = await startSupervisor({ config: config(app("busy", ports, [target])), workers: 2, args: ["--access-log", "off", "--overload-lag", "100"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
   t.teardown(async () => {
     await sup.stop();
@@ -68,7 +68,7 @@ test("while shedding, connections still waiting for their target past the bound 
   const hole = listenTcp("127.0.0.1", holePort!, 0);
   const fillers = [net.connect(holePort!, "127.0.0.1"), net.connect(holePort!, "127.0.0.1")];
   for (const f of fillers) f.on("error", () => undefined);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-overload-"), "fault");
+  const faultFile = makeFaultFile("switchyard-overload-");
   const cfg = (): unknown => config({ ...app("holed", [proxyPort!], []), Targets: [`127.0.0.1:${holePort}`], ConnectTimeoutMs: 20_000 });
   const sup = await startSupervisor({ config: cfg(), workers: 1, args: ["--access-log", "off", "--overload-lag", "100"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
   const clients: { socket: net.Socket; openedAt: number; closedByProxyAfter?: number }[] = [];

@@ -6,7 +6,7 @@ import test from "ava";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startSupervisor } from "./helpers/supervisor.js";
+import { makeFaultFile, startSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget } from "./helpers/net.js";
 import { app, config, reloadVia, sighup, startLoad } from "./helpers/reload.js";
 import { Channel, MAX_MESSAGE_BYTES } from "../common/channel.js";
@@ -28,7 +28,7 @@ const BROKEN: [string, string][] = [
 test("each way of breaking the protocol while starting: logged, the reload rolled back, 0 failed under load", async (t) => {
   const target = await startTarget("echo");
   const ports = await freePorts(2);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-protocol-"), "fault");
+  const faultFile = makeFaultFile("switchyard-protocol-");
   const sup = await startSupervisor({ config: config(app("p", ports, [target])), workers: 2, args: ["--access-log", "off", "--start-timeout", "3"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
   const load = startLoad(ports, 8, 60_000);
   t.teardown(async () => {
@@ -59,7 +59,7 @@ test("each way of breaking the protocol while starting: logged, the reload rolle
 test("a serving worker that writes garbage is killed and replaced", async (t) => {
   const target = await startTarget("echo");
   const ports = await freePorts(1);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-protocol-"), "fault");
+  const faultFile = makeFaultFile("switchyard-protocol-");
   const sup = await startSupervisor({ config: config(app("p", ports, [target])), workers: 1, args: ["--access-log", "off"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
   t.teardown(async () => {
     await sup.stop();
@@ -97,7 +97,7 @@ test("Channel: a message over the size bound is refused and the channel closed, 
 test("metrics a worker sends under a supervisor metric's name, or another type, cannot break /metrics", async (t) => {
   const target = await startTarget("echo");
   const ports = await freePorts(1);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-protocol-"), "fault");
+  const faultFile = makeFaultFile("switchyard-protocol-");
   const sup = await startSupervisor({ config: config(app("p", ports, [target])), workers: 1, args: ["--access-log", "off"], env: { SWITCHYARD_FAULT_FILE: faultFile } });
   t.teardown(async () => {
     await sup.stop();

@@ -7,7 +7,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
-import { app, config, reloadVia, sighup } from "./helpers/reload.js";
+import { app, config, isWorkerDone, reloadVia, sighup } from "./helpers/reload.js";
 import { within } from "./helpers/core.js";
 import { parseMetrics, promtoolCheck, promtoolPath, sampleValue, type Sample } from "./helpers/prom.js";
 
@@ -75,8 +75,8 @@ test("connections and bytes per app are exact across a reload, scraped during an
   const r = await reloadVia(sup, sighup(sup), (src) => src.split(",").includes("sighup"));
   t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
   const oldGen = (r.ended.generation as number) - 1;
-  // The supervisor's own line: the idle old worker has exited (a worker's "drained" line could precede the supervisor's receipt).
-  await sup.waitFor((l) => l.event === "worker_exited" && l.generation === oldGen, 10_000, r.begun);
+  // The supervisor's own line: the idle old worker is done, exited or a spare again (a worker's "drained" line could precede the supervisor's receipt).
+  await sup.waitFor((l) => isWorkerDone(l) && l.generation === oldGen, 10_000, r.begun);
 
   // During the drain: one old worker is gone (its counts retired), one still holds the connection.
   s = await scrape("during the drain");

@@ -6,7 +6,7 @@ import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
 import { closeFd, recvDatagram, unixDgramSocket } from "../native/index.js";
-import { startSupervisor, tempDir } from "./helpers/supervisor.js";
+import { makeFaultFile, startSupervisor, tempDir } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 import { app, config, reloadVia, sighup } from "./helpers/reload.js";
 import { within } from "./helpers/core.js";
@@ -171,7 +171,7 @@ test("SIGTERM during a reload: STOPPING=1 is the last word, no READY=1 after it"
   const dir = tempDir("switchyard-notify-");
   const notes = listen(path.join(dir, "notify.sock"), adminPort);
   t.teardown(() => notes.close());
-  const faultFile = path.join(dir, "fault");
+  const faultFile = makeFaultFile();
   const sup = await startSupervisor({
     config: config(app("s", [port], [target])),
     workers: 1,

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { runCli, startSupervisor, tempDir, type LogLine, type RunningSupervisor } from "./helpers/supervisor.js";
+import { makeFaultFile, runCli, startSupervisor, tempDir, type LogLine, type RunningSupervisor } from "./helpers/supervisor.js";
 import { freePorts, startTarget, type Target } from "./helpers/net.js";
 import { adminGet, supervised } from "./helpers/core.js";
 import { childPids, isAlive, listeningInodes } from "./helpers/procfs.js";
@@ -98,7 +98,7 @@ async function withFaultFile(t: ExecutionContext, startTimeoutSeconds: number): 
   const target = await startTarget("echo");
   t.teardown(() => target.close());
   const ports = await freePorts(2);
-  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
+  const faultFile = makeFaultFile("switchyard-fault-");
   fs.writeFileSync(faultFile, "");
   const sup = await startSupervisor({
     config: config(app("echo", ports, [target])),

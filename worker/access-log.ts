@@ -42,6 +42,13 @@ export class AccessLog {
     );
   }
 
+  /** Resolves once every line written so far is in the pipe (writes complete in order). */
+  flushed(): Promise<void> {
+    const s = this.stream;
+    if (!s || s.destroyed || s.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => s.write("", () => resolve()));
+  }
+
   close(): Promise<void> {
     const s = this.stream;
     if (!s) return Promise.resolve();

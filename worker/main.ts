@@ -18,6 +18,9 @@ import module from "node:module";
 // for the imports above is written now: as root, before "start" drops privileges.
 (module as { flushCompileCache?: () => void }).flushCompileCache?.();
 
+// What one generation's work holds. A worker whose generation drained to no
+// connection may be asked to become a spare again (recycled): all of it is
+// then set back as it was before "start" (resetForNextGeneration).
 let log: Logger = createLogger({ role: "worker" });
 let acceptor: Acceptor | undefined;
 let metrics: WorkerMetrics | undefined;
@@ -29,8 +32,31 @@ let overloadLagMs: number | null = null;
 let guard: OverloadGuard | undefined;
 let accepting = false;
 let draining = false;
+let health = new TargetHealth();
+/** While draining: ends the drain at an earlier deadline than the one it has. */
+let hastenDrain: ((timeoutMs: number) => void) | undefined;
+
+// The process's own, kept from one generation to the next.
 const accessLog = AccessLog.fromEnv();
-const health = new TargetHealth();
+/** The native relay's thread, started by the first generation that uses it; idle between generations. */
+let relay: Relay | undefined;
+/** The shared counters' mapping (its memfd is this process's for life). */
+let counterTable: CounterTable | undefined;
+let privilegesDropped = false;
+
+function resetForNextGeneration(): void {
+  log = createLogger({ role: "worker" });
+  acceptor = undefined;
+  metrics = undefined;
+  ready = false;
+  fault = undefined;
+  overloadLagMs = null;
+  guard = undefined;
+  accepting = false;
+  draining = false;
+  health = new TargetHealth();
+  hastenDrain = undefined;
+}
 
 function send(msg: FromWorker): Promise<void> {
   // Resolves once the message is written: a worker about to exit must wait for that.
@@ -40,6 +66,7 @@ function send(msg: FromWorker): Promise<void> {
 async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
   log = createLogger({ role: "worker", generation: msg.id.generation, worker: msg.id.worker });
   fault = readFault(msg.id.worker);
+  health = new TargetHealth();
   overloadLagMs = msg.overloadLagMs;
   if (fault === "crash-on-start") throw Object.assign(new Error("fault injected: crash-on-start"), { code: "FAULT_INJECTED" });
   const listeners = receiveListeners(msg.listeners);
@@ -53,7 +80,7 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     listeners,
     {
       wantsAddresses: accessLog.enabled,
-      relay: msg.dataPath === "native" ? new Relay({ pipeSize: RELAY_PIPE_BYTES }) : null,
+      relay: msg.dataPath === "native" ? (relay ??= new Relay({ pipeSize: RELAY_PIPE_BYTES })) : null,
       onAccepted: (app) => {
         if (app !== undefined) m.connectionAccepted(app);
       },
@@ -70,13 +97,14 @@ async function start(msg: MessageOf<ToWorker, "start">): Promise<void> {
     log,
     health,
     msg.maxConnections,
-    msg.counters ? { table: new CounterTable(COUNTERS_FD), row: msg.counters.row, slots: msg.counters.slots } : null,
+    msg.counters ? { table: (counterTable ??= new CounterTable(COUNTERS_FD)), row: msg.counters.row, slots: msg.counters.slots } : null,
   );
-  if (msg.credentials) {
-    // Everything privileged (the fds) is in hand: give up root.
+  if (msg.credentials && !privilegesDropped) {
+    // Everything privileged (the fds) is in hand: give up root. A recycled worker gave it up before.
     process.setgroups?.([]);
     process.setgid?.(msg.credentials.gid);
     process.setuid?.(msg.credentials.uid);
+    privilegesDropped = true;
   }
   // Healthy, but not accepting until the supervisor cuts over to this generation:
   // a generation that is rolled back never carries a connection.
@@ -112,10 +140,13 @@ const RELAY_PIPE_BYTES = 256 * 1024;
 /** How long the drain deadline waits for the native relay to report the connections it closed. */
 const RELAY_SHUTDOWN_WAIT_MS = 1000;
 
-/** While draining: ends the drain at an earlier deadline than the one it has. */
-let hastenDrain: ((timeoutMs: number) => void) | undefined;
-
-async function drain(timeoutMs: number): Promise<void> {
+/**
+ * `recycle`: the supervisor would take this process back as a spare. Only a
+ * drain that ended with no connection cut (nothing of this generation left:
+ * no socket, no relay connection, no timer) and with the supervisor still
+ * there does so; any other ends with the process.
+ */
+async function drain(timeoutMs: number, recycle = false): Promise<void> {
   if (draining) {
     hastenDrain?.(timeoutMs);
     return;
@@ -142,9 +173,19 @@ async function drain(timeoutMs: number): Promise<void> {
     // The relay's connections end on its thread: their ends (access log, metrics) come back shortly.
     await Promise.race([acceptor.idle(), new Promise((resolve) => setTimeout(resolve, RELAY_SHUTDOWN_WAIT_MS).unref())]);
   }
+  if (recycle && outcome === "idle" && channel.connected) {
+    // Its access-log lines are in the pipe before the supervisor counts this generation done.
+    await accessLog.flushed();
+    const final = metrics?.snapshot() ?? [];
+    log.info({ event: "worker_drained", outcome, recycled: true });
+    resetForNextGeneration();
+    await send({ type: "drained", connections: 0, metrics: final, recycled: true });
+    void send({ type: "loaded" });
+    return;
+  }
   const cut = outcome === "timeout" ? open : 0;
-  await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [] });
-  log.info({ event: "worker_drained", outcome });
+  await send({ type: "drained", connections: cut, metrics: metrics?.snapshot() ?? [], recycled: false });
+  log.info({ event: "worker_drained", outcome, recycled: false });
   await accessLog.close();
   channel.close();
   process.exit(0);
@@ -164,7 +205,7 @@ const handlers: Handlers<ToWorker> = {
       process.exit(1);
     });
   },
-  drain: (msg) => void drain(msg.timeoutMs),
+  drain: (msg) => void drain(msg.timeoutMs, msg.recycle),
   "health-check": (msg) => void send({ type: "health", seq: msg.seq, serving: ready && !draining && fault !== "unhealthy" }),
   "target-states": (msg) => {
     health.checked(msg.states);

@@ -191,7 +191,8 @@ export class Pool {
       }, delay);
       return;
     }
-    this.opts.log.info({ event: "worker_exited", generation: gen.number, worker: w.index, pid: w.pid, code, signal });
+    if (w.recycled) this.opts.log.info({ event: "worker_recycled", generation: gen.number, worker: w.index, pid: w.pid });
+    else this.opts.log.info({ event: "worker_exited", generation: gen.number, worker: w.index, pid: w.pid, code, signal });
     // A worker that passed its health check and died before its whole generation
     // did: the generation cannot serve as planned, so the reload rolls back.
     if (gen.state === "starting" && inSlot) {

@@ -6,6 +6,13 @@ import type { WorkerLaunch } from "./worker-launch.js";
 /** How much lower than the supervisor's a spare's CPU priority is while it loads (nice steps). */
 const SPARE_NICENESS = 5;
 
+/**
+ * How long a draining worker that may come back as a spare is counted as
+ * coming: past this (long connections keep it), processes are started instead,
+ * and it is let go if it comes back to no free place.
+ */
+const RECYCLE_WAIT_MS = 1000;
+
 /** Backoff after a spare that could not be started or died unadopted: 0.5 s, doubling, at most 30 s. */
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
@@ -19,6 +26,12 @@ export interface SpareOptions {
   log: Logger;
 }
 
+/** A draining worker's place among the spares: it comes back, or it does not (it exited). */
+export interface SpareReservation {
+  returned(launch: WorkerLaunch): void;
+  lost(): void;
+}
+
 /**
  * Warm spare workers: processes started ahead, Node and modules loaded,
  * waiting for a plan and their fds. A reload or a crashed worker's
@@ -28,10 +41,18 @@ export interface SpareOptions {
  * supervisor's priority back when adopted. They hold no listener and no
  * client, so stopping one is a SIGKILL. Cost: one idle worker's memory each
  * (`spares` in /status), bounded by --spare-workers.
+ *
+ * A worker whose generation drained with nothing cut comes back as a spare
+ * (recycled): a reload then starts no process at all, neither for its new
+ * generation nor to replace the spares it took. Spares are started only for
+ * the places no draining worker is coming back to within RECYCLE_WAIT_MS.
  */
 export class SpareWorkers {
   /** Each spare, whether it was started at a lower priority, and the way to stop watching its exit once someone else takes it. */
   private readonly idle: { launch: WorkerLaunch; niced: boolean; forgetExit(): void }[] = [];
+  /** Draining workers expected back as spares, each until its deadline. */
+  private readonly coming = new Set<{ until: number }>();
+  private comingTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -44,9 +65,60 @@ export class SpareWorkers {
   /** Starts spares up to the count. Called after a cut-over, when nothing else needs the CPU first. */
   fill(): void {
     if (this.stopped || this.retryTimer !== undefined) return;
-    while (this.idle.length < this.opts.count) {
+    while (this.idle.length + this.comingInTime() < this.opts.count) {
       if (!this.launchOne()) return;
     }
+  }
+
+  /** Draining workers still expected back in time; the first to run late makes fill() start a process for its place. */
+  private comingInTime(): number {
+    const now = Date.now();
+    let inTime = 0;
+    let next = Infinity;
+    for (const c of this.coming) {
+      if (c.until > now) {
+        inTime += 1;
+        next = Math.min(next, c.until);
+      }
+    }
+    clearTimeout(this.comingTimer);
+    this.comingTimer = next === Infinity ? undefined : setTimeout(() => this.fill(), next - now).unref();
+    return inTime;
+  }
+
+  /**
+   * Asked for a worker told to drain: a place among the spares if the spares,
+   * counting those already coming back, are short of one; undefined otherwise.
+   */
+  reserve(): SpareReservation | undefined {
+    if (this.stopped || this.idle.length + this.comingInTime() >= this.opts.count) return undefined;
+    const place = { until: Date.now() + RECYCLE_WAIT_MS };
+    this.coming.add(place);
+    let settled = false;
+    return {
+      returned: (launch) => {
+        if (settled) return launch.discard();
+        settled = true;
+        this.coming.delete(place);
+        this.keepReturned(launch);
+      },
+      lost: () => {
+        if (settled) return;
+        settled = true;
+        this.coming.delete(place);
+        this.fill();
+      },
+    };
+  }
+
+  /** A recycled worker: a spare again if there is room for it (one started meanwhile may have taken its place). */
+  private keepReturned(launch: WorkerLaunch): void {
+    const child = launch.child;
+    if (this.stopped || this.idle.length >= this.opts.count || !this.opts.fits(launch) || child.exitCode !== null || child.signalCode !== null) {
+      launch.discard();
+      return;
+    }
+    this.keep(launch, false);
   }
 
   private launchOne(): boolean {
@@ -74,16 +146,21 @@ export class SpareWorkers {
         // Gone already: its exit is handled below.
       }
     }
+    this.keep(launch, niced);
+    return true;
+  }
+
+  private keep(launch: WorkerLaunch, niced: boolean): void {
+    const child = launch.child;
     const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
       const i = this.idle.findIndex((s) => s.launch === launch);
       if (i < 0) return;
       this.idle.splice(i, 1);
       launch.discard();
-      this.retryLater({ event: "spare_exited", pid: child.pid, code, signal });
+      this.retryLater({ event: "spare_exited", pid: child.pid, code, signal, recycled: launch.recycled });
     };
     child.once("exit", onExit);
     this.idle.push({ launch, niced, forgetExit: () => child.removeListener("exit", onExit) });
-    return true;
   }
 
   private retryLater(fields: Record<string, unknown>): void {
@@ -132,7 +209,7 @@ export class SpareWorkers {
         continue;
       }
       this.failures = 0;
-      this.opts.log.info({ event: "spare_adopted", pid: child.pid, age_ms: Date.now() - launch.launchedAt });
+      this.opts.log.info({ event: "spare_adopted", pid: child.pid, age_ms: Date.now() - launch.launchedAt, recycled: launch.recycled });
       return launch;
     }
     return undefined;
@@ -186,15 +263,17 @@ export class SpareWorkers {
     clearTimeout(timer);
   }
 
-  /** Each spare for /status: ready once its modules are loaded. */
-  list(): { pid: number; ready: boolean; launchedAt: string }[] {
-    return this.idle.map(({ launch }) => ({ pid: launch.pid!, ready: launch.loaded, launchedAt: new Date(launch.launchedAt).toISOString() }));
+  /** Each spare for /status: ready once its modules are loaded (a recycled one: once it has set itself back); how many generations it served. */
+  list(): { pid: number; ready: boolean; launchedAt: string; recycled: number }[] {
+    return this.idle.map(({ launch }) => ({ pid: launch.pid!, ready: launch.loaded, launchedAt: new Date(launch.launchedAt).toISOString(), recycled: launch.recycled }));
   }
 
   /** Kills every spare; none is started again. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.comingTimer);
+    this.coming.clear();
     for (const spare of this.idle.splice(0)) {
       spare.forgetExit();
       spare.launch.discard();

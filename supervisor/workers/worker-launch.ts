@@ -43,6 +43,15 @@ function chooseWorkerEntry(): string {
 
 const workerEntry = chooseWorkerEntry();
 
+/** When the worker's code was last changed (an install, a build); 0 if it cannot be read. */
+function entryChangedAt(): number {
+  try {
+    return fs.statSync(workerEntry).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * V8 flags for workers. A worker's garbage is short-lived per-connection
  * objects; V8 lets the young generation grow to 3 x 16 MiB semi-spaces under
@@ -81,13 +90,18 @@ export interface LaunchOptions {
  */
 export class WorkerLaunch {
   readonly launchedAt = Date.now();
+  /** The worker's code as this process loaded it: a process is not reused once that changed (runsCurrentCode). */
+  private readonly codeChangedAt = entryChangedAt();
   /** Set once a WorkerProcess or the spares' owner took charge of the fds. */
   private released = false;
   /** The worker said "loaded": its modules are in, a plan is all it waits for. */
   loaded = false;
+  /** How many generations this process has served and come back from (a recycled worker: supervisor/workers/spare-workers.ts). */
+  recycled = 0;
+  private accessLogTaken = false;
   private markSettled!: () => void;
-  /** Resolves once the worker has said "loaded", or its channel closed (it died first). */
-  readonly settled = new Promise<void>((resolve) => (this.markSettled = resolve));
+  /** Resolves once the worker has said "loaded" (since it was started or last reclaimed), or its channel closed (it died first). */
+  settled = new Promise<void>((resolve) => (this.markSettled = resolve));
   /** The channel, read from the start so that "loaded" is seen; its events go to the adopter. */
   private readonly channel: Channel;
   private adopter: ChannelEvents | undefined;
@@ -178,9 +192,44 @@ export class WorkerLaunch {
     return this.child.pid;
   }
 
+  /** Whether the code this process loaded is still what a new process would load: a reload after an install runs the new code. */
+  runsCurrentCode(): boolean {
+    return entryChangedAt() === this.codeChangedAt;
+  }
+
+  /** Its access-log pipe, once: a recycled process keeps the pipe, which its first adopter already forwards. */
+  takeAccessLog(): Readable | null {
+    if (this.accessLogTaken) return null;
+    this.accessLogTaken = true;
+    return this.accessLog;
+  }
+
+  /**
+   * The adopter gives the process back: its generation drained and it has
+   * set itself back to a spare, whose "loaded" comes next. Its fds are this
+   * launch's again; a spares' owner takes it, or discards it.
+   */
+  reclaim(): void {
+    if (!this.released) throw new Error("worker launch reclaimed while not adopted");
+    this.released = false;
+    this.adopter = undefined;
+    this.loaded = false;
+    this.recycled += 1;
+    this.settled = new Promise<void>((resolve) => (this.markSettled = resolve));
+  }
+
+  /** Once the process has exited: the hand-over socket is no longer needed (the channel closes by itself). */
+  closeHandoff(): void {
+    if (this.handoffOpen) {
+      this.handoffOpen = false;
+      closeFd(this.handoffFd);
+    }
+  }
+  private handoffOpen = true;
+
   /**
    * Hands the process and its fds to an adopter (WorkerProcess), which closes
-   * them from now on; the channel's events go to `events`, those that came
+   * them once the process exited, or gives them back (reclaim()); the channel's events go to `events`, those that came
    * before on the next tick (the adopter is still being constructed).
    */
   adopt(events: ChannelEvents): Channel {
@@ -207,6 +256,6 @@ export class WorkerLaunch {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
     this.accessLog?.destroy();
     this.channel.destroy();
-    closeFd(this.handoffFd);
+    this.closeHandoff();
   }
 }

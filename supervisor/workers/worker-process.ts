@@ -5,8 +5,9 @@ import type { Logger } from "../../common/log.js";
 import { SwitchyardError } from "../../common/errors.js";
 import { dispatch, type DataPath, isFromWorker, type FromWorker, type Handlers, type ListenerSpec, type MetricFamily, type TargetState, type ToWorker } from "../../common/messages.js";
 import type { Channel } from "../../common/channel.js";
-import { closeFd, socketInode } from "../../native/index.js";
+import { socketInode } from "../../native/index.js";
 import type { WorkerLaunch } from "./worker-launch.js";
+import type { SpareReservation } from "./spare-workers.js";
 import { sendListeners } from "./handoff.js";
 import { HealthProbe } from "./health-probe.js";
 import { LIVENESS_INTERVAL_MS, Liveness } from "./liveness.js";
@@ -31,6 +32,11 @@ export interface WorkerOptions {
   counters: { row: number; slots: Record<string, number> } | null;
   /** The checked targets' states now, sent with "start" (supervisor/health/). */
   targetStates: readonly TargetState[];
+  /**
+   * Asked as it is told to drain: a place among the spares if one is wanted,
+   * which a worker whose drain ends with nothing cut takes (supervisor/workers/spare-workers.ts).
+   */
+  recycle(launch: WorkerLaunch): SpareReservation | undefined;
   log: Logger;
 }
 
@@ -42,12 +48,13 @@ export interface WorkerEvents {
   onExit(w: WorkerProcess, code: number | null, signal: NodeJS.Signals | null): void;
   onDrained(w: WorkerProcess, final: { connections: number; metrics: MetricFamily[] }): void;
   onMetrics(w: WorkerProcess, seq: number, metrics: MetricFamily[]): void;
-  /** Exited and its IPC channel closed: no message from it can follow. */
+  /** Exited (or recycled) and its IPC channel closed to it: no message from it can follow. */
   onClosed(w: WorkerProcess): void;
   /** The worker's access-log pipe, for the supervisor to forward. */
   onAccessLog(w: WorkerProcess, stream: Readable): void;
 }
 
+/** "exited": its process is gone, or has become a spare again (`recycled`): either way it is no worker of its generation any more. */
 export type WorkerState = "starting" | "serving" | "draining" | "exited";
 
 /** One worker child process: spawn, fd hand-over with acknowledgement, health gate, drain. */
@@ -61,9 +68,18 @@ export class WorkerProcess {
   private readonly child: ChildProcess;
   private readonly channel: Channel;
   private exited = false;
+  /** Its process outlived it as a spare: drained with nothing cut, and a spare was wanted. */
+  recycled = false;
+  /** Its place among the spares, taken as it was told to drain; given up if it exits instead. */
+  private reservation: SpareReservation | undefined;
+  private readonly onChildExit = (code: number | null, signal: NodeJS.Signals | null): void => this.onExit(code, signal);
+  private readonly onChildError = (err: Error): void => {
+    this.opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
+    // The process never started: this is its end.
+    if (this.child.pid === undefined) this.onExit(null, null);
+  };
   /** Apps whose targets its plan has checked (a HealthCheck): the only target states it is sent. */
   private readonly checkedApps: ReadonlySet<string>;
-  private handoffSock: number | undefined;
   /** What this worker was asked and has answered, to tell an answer from an out-of-order message. */
   private readonly protocol = { started: false, serveSent: false, served: false, drained: false, healthSeq: 0, metricsSeq: 0 };
   private killTimer: NodeJS.Timeout | undefined;
@@ -83,7 +99,7 @@ export class WorkerProcess {
   /** Resolves once the worker has closed its copies of the listeners (acknowledged "drain") or exited. */
   readonly stoppedAccepting = new Promise<void>((resolve) => (this.markStoppedAccepting = resolve));
 
-  constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents, launch: WorkerLaunch) {
+  constructor(private readonly opts: WorkerOptions, private readonly events: WorkerEvents, private readonly launch: WorkerLaunch) {
     this.generation = opts.generation;
     this.index = opts.index;
     this.counterRow = opts.counters?.row;
@@ -95,14 +111,10 @@ export class WorkerProcess {
       close: () => this.channelClosed(),
     });
     this.child = launch.child;
-    this.handoffSock = launch.handoffFd;
-    this.child.on("exit", (code, signal) => this.onExit(code, signal));
-    this.child.on("error", (err) => {
-      opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
-      // The process never started: this is its end.
-      if (this.child.pid === undefined) this.onExit(null, null);
-    });
-    if (launch.accessLog) events.onAccessLog(this, launch.accessLog);
+    this.child.on("exit", this.onChildExit);
+    this.child.on("error", this.onChildError);
+    const accessLog = launch.takeAccessLog();
+    if (accessLog) events.onAccessLog(this, accessLog);
     this.startTimer = setTimeout(() => this.failStart(new SwitchyardError("WORKER_START_FAILED", `worker did not become healthy within ${opts.startTimeoutMs} ms`)), opts.startTimeoutMs);
     void this.handOver();
   }
@@ -126,7 +138,7 @@ export class WorkerProcess {
       targetStates: this.ofMyPlan(opts.targetStates),
     });
     try {
-      await sendListeners(this.handoffSock!, opts.listeners.map((l) => ({ key: l.spec.key, fd: l.fd })), this.startedAt + opts.startTimeoutMs);
+      await sendListeners(this.launch.handoffFd, opts.listeners.map((l) => ({ key: l.spec.key, fd: l.fd })), this.startedAt + opts.startTimeoutMs);
     } catch (err) {
       this.failStart(err as SwitchyardError);
     }
@@ -138,7 +150,6 @@ export class WorkerProcess {
     started: (msg) => {
       if (this.protocol.started) return this.protocolError("a second \"started\"", msg);
       this.protocol.started = true;
-      this.closeHandoff();
       // Abandoned meanwhile (rollback, shutdown): its listeners may be closed already.
       if (this.state !== "starting") return;
       const expected = this.opts.listeners.map((l) => socketInode(l.fd));
@@ -169,8 +180,10 @@ export class WorkerProcess {
     },
     drained: (msg) => {
       if (this.protocol.drained) return this.protocolError("a second \"drained\"", msg);
+      if (msg.recycled && this.reservation === undefined) return this.protocolError("recycled unasked", msg);
       this.protocol.drained = true;
       this.events.onDrained(this, msg);
+      if (msg.recycled) this.becomeSpare();
     },
     metrics: (msg) => {
       if (msg.seq > this.protocol.metricsSeq) return this.protocolError("metrics never asked for", msg);
@@ -245,7 +258,8 @@ export class WorkerProcess {
     clearTimeout(this.startTimer);
     this.liveness.stop();
     this.state = "draining";
-    this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs });
+    this.reservation = this.protocolBroken ? undefined : this.opts.recycle(this.launch);
+    this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs, recycle: this.reservation !== undefined });
     // The worker exits by the drain deadline itself; this is for one that cannot.
     this.killTimer = setTimeout(() => this.kill("SIGKILL"), this.opts.drainTimeoutMs + 2000);
   }
@@ -258,7 +272,7 @@ export class WorkerProcess {
   closeNow(): void {
     if (this.state === "exited") return;
     this.drain();
-    this.send({ type: "drain", timeoutMs: 0 });
+    this.send({ type: "drain", timeoutMs: 0, recycle: false });
     clearTimeout(this.killTimer);
     this.killTimer = setTimeout(() => this.kill("SIGKILL"), CLOSE_NOW_GRACE_MS);
   }
@@ -298,11 +312,30 @@ export class WorkerProcess {
     if (this.exited) this.events.onClosed(this);
   }
 
-  private closeHandoff(): void {
-    if (this.handoffSock !== undefined) {
-      closeFd(this.handoffSock);
-      this.handoffSock = undefined;
-    }
+  /**
+   * Its generation is done with it and its process is a spare again: for the
+   * pool and the supervisor it has exited (its row, metrics and slot are
+   * settled as for one that exited), and its process, channel and fds go back
+   * to the launch, whose "loaded" comes next, and from there to the spares.
+   */
+  private becomeSpare(): void {
+    this.exited = true;
+    this.recycled = true;
+    this.state = "exited";
+    this.liveness.stop();
+    this.markStartedAccepting();
+    this.markStoppedAccepting();
+    clearTimeout(this.startTimer);
+    clearTimeout(this.killTimer);
+    this.health.cancel();
+    this.child.removeListener("exit", this.onChildExit);
+    this.child.removeListener("error", this.onChildError);
+    this.launch.reclaim();
+    const reservation = this.reservation!;
+    this.reservation = undefined;
+    this.events.onExit(this, null, null);
+    this.events.onClosed(this);
+    reservation.returned(this.launch);
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
@@ -315,8 +348,10 @@ export class WorkerProcess {
     this.markStoppedAccepting();
     clearTimeout(this.startTimer);
     clearTimeout(this.killTimer);
-    this.closeHandoff();
+    this.launch.closeHandoff();
     this.health.cancel();
+    this.reservation?.lost();
+    this.reservation = undefined;
     if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
     this.events.onExit(this, code, signal);
     // Messages still in the channel are delivered before it reports closed.

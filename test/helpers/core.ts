@@ -102,6 +102,8 @@ export interface StatusSpare {
   /** It said "loaded": its modules and signal handlers are in, and only then may it be adopted. */
   ready: boolean;
   launchedAt: string;
+  /** Generations it served before (a recycled worker); 0 for one started as a spare. */
+  recycled: number;
 }
 
 export interface Supervised {

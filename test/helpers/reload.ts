@@ -28,7 +28,7 @@ export interface Status {
   lastReload: null | { ok: boolean; code?: string; message?: string; generation?: number; source: string };
   generations: { number: number; state: string; workers: StatusWorker[] }[];
   /** Worker processes started ahead (--spare-workers), not yet any generation's. */
-  spares: { pid: number; ready: boolean; launchedAt: string }[];
+  spares: { pid: number; ready: boolean; launchedAt: string; recycled: number }[];
   apps: { name: string; ports: number[]; targets: { target: string; up: boolean }[] }[];
 }
 
@@ -43,6 +43,12 @@ export function currentPids(s: Status): number[] {
   const g = s.generations.find((x) => x.number === s.generation);
   return (g?.workers ?? []).map((w) => w.pid!).sort((a, b) => a - b);
 }
+
+/**
+ * A worker's end in its generation, as the supervisor logs it: it exited, or,
+ * drained with nothing cut, it came back as a spare (recycled).
+ */
+export const isWorkerDone = (l: LogLine): boolean => l.event === "worker_exited" || l.event === "worker_recycled";
 
 export const isEnd = (l: LogLine): boolean => l.event === "reload_succeeded" || l.event === "reload_failed";
 

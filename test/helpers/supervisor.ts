@@ -13,6 +13,8 @@ export const cli = path.join(repoRoot, "bin/switchyard.js");
 export type LogLine = Record<string, unknown> & { event?: string; pid?: number; role?: string };
 
 export interface SupervisorOptions {
+  /** The program to run (bin/switchyard.js of another install); default: this checkout's. */
+  cli?: string;
   /** Written to a fresh config.json; ignored when `configPath` is given. */
   config?: unknown;
   /** Run on this existing file (e.g. a symlink the test laid out) instead of writing `config`. */
@@ -51,6 +53,19 @@ export function tempDir(prefix = "switchyard-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * An empty file for SWITCHYARD_FAULT_FILE (worker/fault-injection.ts), which
+ * every starting worker reads: readable by the workers' user too, since a
+ * recycled worker starts its next generation as nobody.
+ */
+export function makeFaultFile(prefix = "switchyard-fault-"): string {
+  const dir = tempDir(prefix);
+  fs.chmodSync(dir, 0o755);
+  const file = path.join(dir, "fault");
+  fs.writeFileSync(file, "", { mode: 0o644 });
+  return file;
+}
+
 export function writeJson(file: string, value: unknown): void {
   // Write then rename, so a watcher never reads half a file.
   const tmp = `${file}.tmp-${process.pid}`;
@@ -69,7 +84,7 @@ export async function startSupervisor(opts: SupervisorOptions): Promise<RunningS
   const runtimeDir = opts.runtimeDir ?? path.join(dir, "run");
   if (opts.configPath === undefined) writeJson(configPath, opts.config);
   const args = [
-    cli, "run", "--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", runtimeDir,
+    opts.cli ?? cli, "run", "--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", runtimeDir,
     "--workers", String(opts.workers ?? 2), "--drain-timeout", String(opts.drainTimeout ?? 5),
     "--steering", opts.steering ?? "ports", ...(opts.args ?? []),
   ];

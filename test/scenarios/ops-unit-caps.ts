@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-import { tempDir, type RunningSupervisor } from "../helpers/supervisor.js";
+import { makeFaultFile, tempDir, type RunningSupervisor } from "../helpers/supervisor.js";
 import { isAlive, uidOf } from "../helpers/procfs.js";
 import { until } from "../helpers/core.js";
 import { runScenario, tagOf } from "./netns-lib.js";
@@ -56,7 +56,7 @@ runScenario(async (s) => {
   // setpriv, unlike capsh, execs the command given as plain arguments: it fits startSupervisor's `wrap`.
   const wrap = ["setpriv", `--bounding-set=-all,${caps.map((c) => `+${c.replace(/^cap_/, "")}`).join(",")}`, "--"];
   // Read by each starting worker: "unhealthy" makes the next generation fail its health check.
-  const faultFile = path.join(tempDir("switchyard-fault-"), "fault");
+  const faultFile = makeFaultFile("switchyard-fault-");
   writeFileSync(faultFile, "");
   const sup = await s.supervisor({ config, steering: "bpf", workers: 1, wrap, env: { SWITCHYARD_FAULT_FILE: faultFile }, args: ["--start-timeout", "3", "--access-log", "off"] });
   const mode = sup.logs.find((l) => l.event === "supervisor_ready")?.mode;

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
-import { runCli } from "../helpers/supervisor.js";
+import { makeFaultFile, runCli } from "../helpers/supervisor.js";
 import { app, config, startLoad } from "../helpers/reload.js";
 import { freePorts, startTarget } from "../helpers/net.js";
 import { allGone, hasExited, runScenario } from "./netns-lib.js";
@@ -75,7 +75,7 @@ runScenario(async (s) => {
   // Plain echo targets (startLoad compares whole echoes), closed when the scenario ends.
   const [a, b] = [await startTarget("a"), await startTarget("b")];
   const ports = await freePorts(3);
-  const faultFile = path.join(fs.mkdtempSync("/tmp/switchyard-upgrade-"), "fault");
+  const faultFile = makeFaultFile("switchyard-upgrade-");
   const sup = await s.supervisor({
     config: config(app("a", ports, [a, b])),
     workers: 2,
