@@ -192,10 +192,16 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
     if (c->dir[s].buf != NULL) relay_stat_add(&r->buffers, 1);
   double id = (double)c->id;
   pthread_mutex_lock(&r->mu);
+  /*
+   * Added to a list not yet taken: the wake-up that its first add wrote has not
+   * been acted on, and the thread takes the whole list when it is. One eventfd
+   * write per batch of adds, not per connection.
+   */
+  bool wake = r->adds == NULL;
   *r->adds_tail = c;
   r->adds_tail = &c->next;
   pthread_mutex_unlock(&r->mu);
-  relay_wake(r);
+  if (wake) relay_wake(r);
   if (r->js_open++ == 0) napi_ref_threadsafe_function(env, r->tsfn);
   napi_value result;
   NAPI_CALL(env, napi_create_double(env, id, &result));
