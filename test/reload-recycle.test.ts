@@ -159,3 +159,52 @@ test("a worker whose code was replaced on disk is not reused: the next generatio
   t.false(isAlive(first!));
   t.is((await exchange(port!, "x")).toString(), "x");
 });
+
+test("forty reloads on recycled workers: a process's fds as a spare stay what they were after its first generation, and --worker-generations retires it", async (t) => {
+  const LIMIT = 5;
+  const target = await startTarget("a");
+  // Many listeners: a generation that left its sockets behind in a recycled process would show by twenty at a time.
+  const ports = await freePorts(20);
+  const sup = await startSupervisor({ config: config(app("svc", ports, [target])), workers: 1, args: ["--spare-workers", "1", "--worker-generations", String(LIMIT), "--access-log", "off"] });
+  t.teardown(async () => {
+    await sup.stop();
+    await target.close();
+  });
+  await sparesReady(sup, 1);
+  /** Each process's fd table the first time it was seen as a spare after serving. */
+  const firstAsRecycled = new Map<number, Map<number, string>>();
+  let compared = 0;
+  for (let i = 0; i < 40; i++) {
+    // Every generation carries a connection (its relay thread started, its balancer and DNS cache used), then drains.
+    const port = ports[i % ports.length]!;
+    t.is((await exchange(port, `reload ${i}`)).toString(), `reload ${i}`);
+    await reloadAndSettle(sup);
+    const [spare] = await sparesReady(sup, 1);
+    if (spare!.recycled === 0) continue;
+    const now = fdTable(spare!.pid);
+    const first = firstAsRecycled.get(spare!.pid);
+    if (!first) {
+      firstAsRecycled.set(spare!.pid, now);
+      continue;
+    }
+    const { pipe: pipesWere = 0, ...restWas } = fdKinds(first);
+    const { pipe: pipesNow = 0, ...restNow } = fdKinds(now);
+    t.deepEqual(restNow, restWas, `spare ${spare!.pid} after ${spare!.recycled} generations`);
+    t.true(pipesNow <= pipesWere + 2 * DEFAULT_MAX_FREE_PIPES);
+    compared += 1;
+  }
+  t.true(compared >= 10, `only ${compared} comparisons`);
+  // Generations per process, from the workers' own start lines: never more than the limit, and the limit reached.
+  const served = new Map<number, number>();
+  for (const l of linesSince(sup, 0, (l) => l.event === "worker_started")) served.set(l.pid as number, (served.get(l.pid as number) ?? 0) + 1);
+  t.true(Math.max(...served.values()) === LIMIT, JSON.stringify([...served]));
+  const retired = [...served].filter(([, n]) => n === LIMIT).map(([pid]) => pid);
+  t.true(retired.length >= 3, JSON.stringify([...served]));
+  for (const pid of retired) {
+    if ((await supervised(sup)).all.includes(pid)) continue; // the last one may still serve its fifth
+    t.like(linesSince(sup, 0, (l) => l.event === "worker_exited" && l.pid === pid)[0], { code: 0, signal: null });
+  }
+  const now = await supervised(sup);
+  t.is(now.all.length, 2);
+  t.deepEqual(childPids(sup.pid).sort(byNumber), now.all);
+});
