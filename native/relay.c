@@ -1,8 +1,9 @@
 /*
  * The relay's epoll thread: its loop, the commands JS hands it, and the ids.
  *
- * Edge-triggered: each socket is registered once, for EPOLLIN | EPOLLOUT |
- * EPOLLRDHUP | EPOLLET (EPOLLERR and EPOLLHUP always come), and never changed.
+ * Edge-triggered: each socket is watched for EPOLLIN | EPOLLOUT | EPOLLRDHUP |
+ * EPOLLET (EPOLLERR and EPOLLHUP always come) from its adoption on, and that
+ * never changes.
  * A direction paused by backpressure just stops reading. Level-triggered, its
  * source would be reported on every turn while paused (or need an epoll_ctl to
  * mute it and another to unmute it, per pause), and so would every writable
@@ -20,10 +21,11 @@
  * event later in the same batch may still name one (it finds `ended` set).
  *
  * add() registers the sockets in epoll itself, on the JS thread, so that a
- * failure throws there with the fds still the caller's. Their events can then
- * come before the thread has taken the add command: they are dropped
- * (`adopted` is false), and adoption pumps both directions as if every
- * readiness had been reported.
+ * failure throws there with the fds still the caller's, but watched for
+ * nothing (RELAY_WATCH): only an error or a hang-up can come before the thread
+ * has taken the add command, and it is dropped (`adopted` is false). Adoption
+ * sets the watch, then pumps both directions as if every readiness had been
+ * reported.
  */
 #include <errno.h>
 #include <signal.h>

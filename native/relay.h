@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/epoll.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,6 +130,14 @@ struct relay_conn *relay_slot_find(struct relay *r, uint64_t id);
 int64_t relay_now_ms(void);
 
 /* relay_conn.c (epoll thread) */
+/*
+ * What a carried socket is watched for once adopted. add() registers it with
+ * none (only EPOLLERR and EPOLLHUP, which always come): a new socket is
+ * writable at once, and each registration would wake the thread for an event
+ * it can only drop. Adoption asks for these, on the thread.
+ */
+#define RELAY_WATCH (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
 void conn_adopt(struct relay *r, struct relay_conn *c);
 void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events);
 void conn_pump(struct relay *r, struct relay_conn *c);

@@ -150,6 +150,14 @@ void conn_adopt(struct relay *r, struct relay_conn *c) {
   list_add_tail(&r->all, &c->all);
   c->last_active = r->now;
   if (c->idle_ms >= 0) wheel_arm(&r->wheel, &c->timer, r->now + c->idle_ms);
+  /* Watched for readiness from now, before the pump: an edge during it is not missed. */
+  for (int s = 0; s < 2; s++) {
+    struct epoll_event ev = {.events = RELAY_WATCH, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)s)};
+    if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd[s], &ev) != 0) {
+      conn_end(r, c, error_of(s), errno);
+      return;
+    }
+  }
   /* Events that came before adoption were dropped: every readiness flag starts set. */
   conn_pump(r, c);
 }

@@ -114,7 +114,7 @@ static int set_nonblock(int fd) {
 }
 
 static int watch(struct relay *r, struct relay_conn *c, int side) {
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+  struct epoll_event ev = {.events = EPOLLET, /* RELAY_WATCH from adoption on */
                            .data.ptr = (void *)((uintptr_t)c | (uintptr_t)side)};
   return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd[side], &ev);
 }
