@@ -2,7 +2,7 @@
 // schema problems, limits, cross-app problems and duplicate JSON keys, all in one go
 // (the first MAX_REPORTED_PROBLEMS of them, and how many more there are).
 //
-// Apps are checked one at a time so that at most one app's zod issues exist at once,
+// Apps are checked one at a time so that at most one app's issues exist at once,
 // and only the first MAX_APPS: a file listing more is refused for that anyway.
 
 import type { ConfigProblem } from "../common/errors.js";
@@ -16,11 +16,11 @@ import { expandPorts } from "./ports.js";
 import { ProblemCollector } from "./problems.js";
 import {
   allowedKeysAt,
-  AppSchema,
+  checkApp,
+  checkRoot,
   DEFAULT_BALANCE,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_HEALTH_CHECK,
-  RootSchema,
   type AppConfig,
   type ConfigFile,
 } from "./schema.js";
@@ -75,14 +75,14 @@ export function planFromValue(value: unknown, earlier: EarlierProblems = { probl
   const sink = new ProblemCollector();
   for (const p of earlier.problems) sink.add(p);
   sink.skip(earlier.omitted ?? 0);
-  const root = RootSchema.safeParse(value);
-  if (!root.success) addIssues(sink, root.error.issues, allowedKeysAt);
+  const rootIssues = checkRoot(value);
+  addIssues(sink, rootIssues, allowedKeysAt);
   const raw = rawApps(value).slice(0, MAX_APPS);
   const apps: AppConfig[] = [];
   raw.forEach((app, i) => {
-    const r = AppSchema.safeParse(app);
-    if (r.success) apps.push(r.data);
-    else addIssues(sink, r.error.issues, allowedKeysAt, ["Apps", i]);
+    const issues = checkApp(app);
+    if (issues.length === 0) apps.push(app as AppConfig);
+    else addIssues(sink, issues, allowedKeysAt, ["Apps", i]);
   });
   const facts = raw.map(appFacts);
   const limits = limitProblems(rawApps(value).length, facts);
@@ -90,7 +90,7 @@ export function planFromValue(value: unknown, earlier: EarlierProblems = { probl
   duplicateNames(facts, sink);
   // Beyond the limits the ports are not walked at all: that walk is what they bound.
   if (limits.length === 0) portConflicts(facts, sink);
-  if (sink.count > 0 || !root.success || apps.length !== raw.length) throw sink.error();
+  if (sink.count > 0 || rootIssues.length > 0 || apps.length !== raw.length) throw sink.error();
   return { apps: apps.map((app, i) => buildApp(app, facts[i]!)) };
 }
 

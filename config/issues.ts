@@ -1,9 +1,8 @@
-// zod reports paths as arrays and some messages in its own terms. Operators read
-// `Apps[1].Ports[2]: must be 1-65535`, so every issue is turned into that form here.
+// The schema reports paths as arrays. Operators read `Apps[1].Ports[2]: must be 1-65535`,
+// so every issue is turned into that form here.
 
-import type { z } from "zod";
 import type { ProblemCollector } from "./problems.js";
-import { OMITTED_PARAM } from "./schema.js";
+import type { Issue } from "./schema.js";
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
@@ -31,20 +30,20 @@ function unknownKeyMessage(key: string, allowed: readonly string[]): string {
  */
 export function addIssues(
   sink: ProblemCollector,
-  issues: readonly z.core.$ZodIssue[],
+  issues: readonly Issue[],
   allowedKeys: (path: readonly PropertyKey[]) => readonly string[],
   at: readonly PropertyKey[] = [],
 ): void {
   for (const issue of issues) {
     const path = [...at, ...issue.path];
-    if (issue.code === "unrecognized_keys") {
+    if (issue.keys !== undefined) {
       // One problem per key, each at the key's own path, rather than one at the object.
       for (const key of issue.keys) {
         if (sink.full) sink.skip(1);
         else sink.add({ path: formatPath([...path, key]), message: unknownKeyMessage(key, allowedKeys(path)) });
       }
-    } else if (issue.code === "custom" && typeof issue.params?.[OMITTED_PARAM] === "number") {
-      sink.skip(issue.params[OMITTED_PARAM] as number);
+    } else if (issue.omitted !== undefined) {
+      sink.skip(issue.omitted);
     } else {
       sink.add({ path: formatPath(path), message: issue.message });
     }

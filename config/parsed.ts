@@ -1,4 +1,4 @@
-// The value parsers in this folder run twice: inside the zod schema, to report a
+// The value parsers in this folder run twice: inside the schema, to report a
 // problem at its path, and again when building the Plan. They return failures as
 // values so the schema can collect every one instead of stopping at the first.
 
