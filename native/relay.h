@@ -39,6 +39,13 @@ struct relay_dir {
   /* toTarget/toClient first, later the recv()/send() copy when no pipe could be had. */
   char *buf;
   size_t buf_off, buf_len;
+  /*
+   * A read filled the copy buffer: more is coming than a message, and splice()
+   * through a pipe moves it without the copies. Small messages (a request, a
+   * reply) are cheaper copied: a splice of a few hundred bytes costs more
+   * than recv() and send() of them.
+   */
+  bool bulk;
   bool eof;  /* the source said EOF */
   bool shut; /* ... and it has been passed on: shutdown(SHUT_WR) of the destination */
   uint64_t bytes; /* written to the destination */

@@ -19,7 +19,7 @@
 
 /* Asked of a splice into an empty pipe: it stops at the pipe's capacity (64 KiB, or less for a user past pipe-user-pages-soft). */
 #define SPLICE_MAX (1 << 20)
-/* The recv()/send() copy used when no pipe can be had (EMFILE, ENFILE). */
+/* The recv()/send() copy: until a read fills it (relay_dir.bulk), and whenever no pipe can be had (EMFILE, ENFILE). */
 #define COPY_SIZE (16 * 1024)
 /* Reads per direction per turn: one fast connection must not starve 9,999 others. */
 #define ROUNDS 16
@@ -60,14 +60,14 @@ static void wrote(struct relay *r, struct relay_conn *c, int s, size_t n) {
 }
 
 /*
- * One read of direction s into its pipe (taken from the pool), or through a
- * copy buffer when no pipe can be had. Called only with nothing pending, so
+ * One read of direction s through a copy buffer, or, once it moves bulk, into
+ * its pipe (taken from the pool; the copy again when no pipe can be had). Called only with nothing pending, so
  * the pipe is empty and EAGAIN can only mean the socket has nothing to read.
  */
 static ssize_t read_in(struct relay *r, struct relay_conn *c, int s) {
   struct relay_dir *d = &c->dir[s];
   int src = c->fd[s];
-  if (d->pipe.r < 0 && !r->force_copy && pool_take(&r->pool, &d->pipe) != 0) relay_stat_add(&r->pipe_failures, 1);
+  if (d->bulk && d->pipe.r < 0 && !r->force_copy && pool_take(&r->pool, &d->pipe) != 0) relay_stat_add(&r->pipe_failures, 1);
   if (d->pipe.r >= 0) {
     ssize_t n = splice(src, NULL, d->pipe.w, NULL, SPLICE_MAX, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     if (n > 0) d->in_pipe = (size_t)n;
@@ -82,6 +82,7 @@ static ssize_t read_in(struct relay *r, struct relay_conn *c, int s) {
   if (n > 0) {
     d->buf_off = 0;
     d->buf_len = (size_t)n;
+    if (n == COPY_SIZE) d->bulk = true;
   }
   return n;
 }

@@ -123,7 +123,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     config: values.config,
     workers,
     spareWorkers: values["spare-workers"] !== undefined ? count("spare-workers", values["spare-workers"]) : workers,
-    workerGenerations: values["worker-generations"] ? positiveNumber("worker-generations", values["worker-generations"], true) : DEFAULT_WORKER_GENERATIONS,
+    workerGenerations: values["worker-generations"] !== undefined ? positiveNumber("worker-generations", values["worker-generations"], true) : DEFAULT_WORKER_GENERATIONS,
     admin: parseHostPort(values.admin ?? "127.0.0.1:9901", "--admin"),
     steering,
     runtimeDir: values["runtime-dir"] ?? defaultRuntimeDir(),

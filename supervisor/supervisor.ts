@@ -77,8 +77,9 @@ export class Supervisor {
     this.spares = new SpareWorkers({
       count: options.spareWorkers,
       launch: () => WorkerLaunch.start(this.launchOptions()),
-      // After an upgrade adopted its predecessor's counters, spares started before hold the old table.
-      fits: (launch) => launch.countersFd === this.counters.fd,
+      // After an upgrade adopted its predecessor's counters, spares started before hold the old table;
+      // after an install, spares started before run the old code.
+      fits: (launch) => launch.countersFd === this.counters.fd && launch.runsCurrentCode(),
       log,
     });
     this.pool = new Pool({

@@ -57,6 +57,17 @@ test("a worker whose loop lags stops accepting while it lags; the other takes th
   t.log(`after recovery ${resumed.join("/")} -> ${end.join("/")}`);
   t.is(later.failed, 0, JSON.stringify(later.errors));
   t.true(end[1]! - resumed[1]! > 0, "the recovered worker never accepted again");
+
+  // Counted once for good: a reload that recycles the worker that shed (its process serves
+  // the next generation but one) neither loses the episode nor reports it again.
+  const episodes = sampleValue(parseMetrics((await sup.admin("/metrics")).body), "switchyard_overload_episodes_total");
+  for (let i = 0; i < 2; i++) {
+    const again = await reloadVia(sup, sighup(sup));
+    t.is(again.ended.event, "reload_succeeded");
+    await sup.waitFor((l) => l.event === "generation_stopped" && l.generation === (again.ended.generation as number) - 1, 10_000, again.begun);
+  }
+  t.true(sup.logs.some((l) => l.event === "worker_recycled" && l.generation === 2 && l.worker === 1), "the worker that shed was not recycled");
+  t.is(sampleValue(parseMetrics((await sup.admin("/metrics")).body), "switchyard_overload_episodes_total"), episodes);
 });
 
 // What a shedding worker had accepted but cannot connect to a target within the

@@ -89,6 +89,44 @@ test.serial("no fd leaks, and the pool keeps at most maxFreePipes", async (t) =>
   t.deepEqual([...table.values()].sort(), [...before.values()].sort(), describeFdChange(before, table));
 });
 
+test.serial("messages are copied, bulk is spliced: a read that fills the 16 KiB copy buffer turns its direction to pipes", async (t) => {
+  const relay = relayFor(t);
+  const p = await maker.pair();
+  const { end } = ledger.add(relay, p);
+  p.peer.on("data", (d: Buffer) => p.peer.write(d));
+  p.peer.on("end", () => p.peer.end());
+  p.peer.resume();
+  // Round trips read as bytes (readExactly would set an encoding the bulk digest below cannot have).
+  for (let i = 0; i < 20; i++) {
+    const message = Buffer.from(`request ${i}`);
+    const echo = new Promise<Buffer>((resolve) => {
+      let got = Buffer.alloc(0);
+      const onData = (d: Buffer): void => {
+        got = Buffer.concat([got, d]);
+        if (got.length < message.length) return;
+        p.client.removeListener("data", onData);
+        p.client.pause();
+        resolve(got);
+      };
+      p.client.on("data", onData).resume();
+    });
+    p.client.write(message);
+    t.deepEqual(await echo, message);
+  }
+  const small = relay.stats();
+  t.true(small.copyReads >= 40, `${small.copyReads} copy reads for 20 round trips`);
+  t.deepEqual([small.pipesBusy, small.pipesFree, small.buffers], [0, 0, 0], "a pipe was made for small messages");
+  // 4 MiB each way: the first full read turns each direction to splice; what went through a pipe goes back to the pool.
+  const bulk = crypto.randomBytes(4 << 20);
+  const echoed = digestUntilEnd(p.client);
+  p.client.end(bulk);
+  t.deepEqual(await echoed, { sha256: sha256(bulk), bytes: bulk.length });
+  const s = relay.stats();
+  t.true(s.pipesFree >= 1, "no pipe was used for bulk");
+  t.true(s.copyReads - small.copyReads < 64, `${s.copyReads - small.copyReads} copy reads for 8 MiB`);
+  t.like(await end, { reason: "closed" });
+});
+
 test.serial("the copy path (forceCopy): an idle connection holds no buffer; 8 MiB each way, half-close, exact counts", async (t) => {
   const relay = relayFor(t, { forceCopy: true, maxFreePipes: 0 });
   const p = await maker.pair();

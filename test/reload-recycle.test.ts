@@ -10,7 +10,7 @@ import path from "node:path";
 import test from "ava";
 import { repoRoot, startSupervisor, tempDir, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
-import { pollUntil, sparesReady, supervised, type StatusSpare } from "./helpers/core.js";
+import { pollUntil, sparesReady, supervised, until, type StatusSpare } from "./helpers/core.js";
 import { app, config, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
 import { childPids, isAlive, uidOf } from "./helpers/procfs.js";
 import { fdKinds, fdTable } from "./helpers/fd-table.js";
@@ -19,10 +19,13 @@ import { DEFAULT_MAX_FREE_PIPES } from "../native/relay.js";
 
 const byNumber = (a: number, b: number): number => a - b;
 
-/** Reloads by SIGHUP, then waits for every worker of the generation it replaced to be settled (recycled or exited). */
-async function reloadAndSettle(sup: RunningSupervisor): Promise<{ begun: number; replaced: number }> {
+/**
+ * Reloads by SIGHUP (or by `save`, a change to the config file), then waits for
+ * every worker of the generation it replaced to be settled (recycled or exited).
+ */
+async function reloadAndSettle(sup: RunningSupervisor, save?: () => void): Promise<{ begun: number; replaced: number }> {
   const replaced = (await status(sup)).generation!;
-  const r = await reloadVia(sup, sighup(sup));
+  const r = save ? await reloadVia(sup, save, "file") : await reloadVia(sup, sighup(sup));
   if (r.ended.event !== "reload_succeeded") throw new Error(`reload failed: ${JSON.stringify(r.ended)}`);
   await sup.waitFor((l) => l.event === "generation_stopped" && l.generation === replaced, 10_000, r.begun);
   return { begun: r.begun, replaced };
@@ -57,9 +60,8 @@ test("drained workers come back as spares: reloads under load start no process, 
   const once = new Map(firstWorkers.map((pid) => [pid, fdTable(pid)]));
 
   // A new config: generation 3 is generation 1's processes again, and carries to b.
-  sup.writeConfig(config(app("svc", [port!], [b])));
   await load.progress(50);
-  const r2 = await reloadAndSettle(sup);
+  const r2 = await reloadAndSettle(sup, () => sup.writeConfig(config(app("svc", [port!], [b]))));
   const adopted = linesSince(sup, r2.begun, (l) => l.event === "spare_adopted");
   t.deepEqual(adopted.map((l) => l.pid as number).sort(byNumber), firstWorkers);
   t.true(adopted.every((l) => l.recycled === 1));
@@ -135,7 +137,7 @@ function privateInstall(): string {
   return root;
 }
 
-test("a worker whose code was replaced on disk is not reused: the next generation runs the new code", async (t) => {
+test("a worker or spare whose code was replaced on disk is not reused: the next generation runs the new code", async (t) => {
   const install = privateInstall();
   const target = await startTarget("a");
   const [port] = await freePorts(1);
@@ -145,7 +147,7 @@ test("a worker whose code was replaced on disk is not reused: the next generatio
     await target.close();
     fs.rmSync(install, { recursive: true, force: true });
   });
-  await sparesReady(sup, 1);
+  const [spare] = await sparesReady(sup, 1);
   const [first] = (await supervised(sup)).workers;
   // An install replaces the worker's code: either entry the supervisor may run (the bundle or the
   // modules'), both with the same newer time, so which one it picks does not change.
@@ -154,9 +156,13 @@ test("a worker whose code was replaced on disk is not reused: the next generatio
   t.true(entries.length > 0);
   for (const f of entries) fs.utimesSync(f, installed, installed);
   const r = await reloadAndSettle(sup);
+  // Neither the worker nor the spare loaded before the install serves again: the new generation is a new process.
   t.deepEqual(recycledPids(sup, r.begun, r.replaced), []);
+  t.deepEqual(linesSince(sup, r.begun, (l) => l.event === "spare_adopted"), []);
   await sup.waitFor((l) => l.event === "worker_exited" && l.pid === first, 5000, r.begun);
-  t.false(isAlive(first!));
+  const [now] = (await supervised(sup)).workers;
+  t.false([first, spare!.pid].includes(now!), `generation ${r.replaced + 1} runs in ${now}, loaded before the install`);
+  await until(() => !isAlive(first!) && !isAlive(spare!.pid), 5000, "the processes loaded before the install gone");
   t.is((await exchange(port!, "x")).toString(), "x");
 });
 

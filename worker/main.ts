@@ -31,6 +31,8 @@ let fault: ReturnType<typeof readFault>;
 let overloadLagMs: number | null = null;
 let guard: OverloadGuard | undefined;
 let accepting = false;
+/** serve() completed: every listener was listened on (and so is closed by stopAccepting()). */
+let served = false;
 let draining = false;
 let health = new TargetHealth();
 /** While draining: ends the drain at an earlier deadline than the one it has. */
@@ -53,6 +55,7 @@ function resetForNextGeneration(): void {
   overloadLagMs = null;
   guard = undefined;
   accepting = false;
+  served = false;
   draining = false;
   health = new TargetHealth();
   hastenDrain = undefined;
@@ -127,6 +130,7 @@ async function serve(): Promise<void> {
     guard.start();
   }
   if (fault === "lag") holdTheLoop();
+  served = true;
   log.info({ event: "worker_serving", listeners: acceptor.listenerCount, uid: process.getuid?.() });
 }
 
@@ -173,9 +177,12 @@ async function drain(timeoutMs: number, recycle = false): Promise<void> {
     // The relay's connections end on its thread: their ends (access log, metrics) come back shortly.
     await Promise.race([acceptor.idle(), new Promise((resolve) => setTimeout(resolve, RELAY_SHUTDOWN_WAIT_MS).unref())]);
   }
-  if (recycle && outcome === "idle" && channel.connected) {
+  // Only a worker that served: one drained before its serve() completed may hold listeners it never listened on.
+  if (recycle && served && outcome === "idle") {
     // Its access-log lines are in the pipe before the supervisor counts this generation done.
     await accessLog.flushed();
+  }
+  if (recycle && served && outcome === "idle" && channel.connected) {
     const final = metrics?.snapshot() ?? [];
     log.info({ event: "worker_drained", outcome, recycled: true });
     resetForNextGeneration();
@@ -205,7 +212,10 @@ const handlers: Handlers<ToWorker> = {
       process.exit(1);
     });
   },
-  drain: (msg) => void drain(msg.timeoutMs, msg.recycle),
+  // A spare (never started, or recycled) has nothing to drain: a late "close now" for its last generation is not for it.
+  drain: (msg) => {
+    if (acceptor) void drain(msg.timeoutMs, msg.recycle);
+  },
   "health-check": (msg) => void send({ type: "health", seq: msg.seq, serving: ready && !draining && fault !== "unhealthy" }),
   "target-states": (msg) => {
     health.checked(msg.states);

@@ -28,6 +28,11 @@ class Family {
     private readonly aggregator: "sum" | "min" = "sum",
   ) {}
 
+  /** Counted from zero again: what it held went out in a final snapshot. */
+  clear(): void {
+    this.cells.clear();
+  }
+
   cell(key: string, labels: () => Labels): Cell {
     let c = this.cells.get(key);
     if (c === undefined) {
@@ -143,6 +148,9 @@ export class WorkerMetrics {
   private readonly targetUpByTarget = new Map<Target, Cell>();
 
   constructor(apps: readonly AppPlan[]) {
+    // One WorkerMetrics per generation; a recycled process's module-level counts went out with its last generation's "drained".
+    acceptErrors.clear();
+    overloadEpisodes.clear();
     for (const app of apps) {
       if (app.healthCheck !== null) this.checkedApps.add(app.name);
       this.acceptedCell(app.name);

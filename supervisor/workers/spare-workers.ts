@@ -11,7 +11,7 @@ const SPARE_NICENESS = 5;
  * coming: past this (long connections keep it), processes are started instead,
  * and it is let go if it comes back to no free place.
  */
-const RECYCLE_WAIT_MS = 1000;
+const RECYCLE_WAIT_MS = 2000;
 
 /** Backoff after a spare that could not be started or died unadopted: 0.5 s, doubling, at most 30 s. */
 const RETRY_FIRST_MS = 500;
@@ -21,7 +21,7 @@ export interface SpareOptions {
   /** How many spares to keep; 0: none (every worker is started when needed). */
   count: number;
   launch(): WorkerLaunch;
-  /** Whether a spare can still be adopted: it was started with what a worker needs now (the counters' fd). */
+  /** Whether a spare can still be adopted: it was started with what a worker needs now (the counters' fd, the code on disk). */
   fits(launch: WorkerLaunch): boolean;
   log: Logger;
 }

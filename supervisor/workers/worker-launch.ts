@@ -254,7 +254,8 @@ export class WorkerLaunch {
     if (this.released) return;
     this.released = true;
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
-    this.accessLog?.destroy();
+    // Once forwarded (a recycled process), the sink reads it to its end: the last generation's lines may still be in it.
+    if (!this.accessLogTaken) this.accessLog?.destroy();
     this.channel.destroy();
     this.closeHandoff();
   }

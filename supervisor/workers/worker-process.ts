@@ -180,10 +180,11 @@ export class WorkerProcess {
     },
     drained: (msg) => {
       if (this.protocol.drained) return this.protocolError("a second \"drained\"", msg);
-      if (msg.recycled && this.reservation === undefined) return this.protocolError("recycled unasked", msg);
+      // Exited already (its exit event came before this, its last message): its reservation is given up, the counts still count.
+      if (msg.recycled && this.reservation === undefined && !this.exited) return this.protocolError("recycled unasked", msg);
       this.protocol.drained = true;
       this.events.onDrained(this, msg);
-      if (msg.recycled) this.becomeSpare();
+      if (msg.recycled && !this.exited) this.becomeSpare();
     },
     metrics: (msg) => {
       if (msg.seq > this.protocol.metricsSeq) return this.protocolError("metrics never asked for", msg);
@@ -258,7 +259,8 @@ export class WorkerProcess {
     clearTimeout(this.startTimer);
     this.liveness.stop();
     this.state = "draining";
-    this.reservation = this.protocolBroken ? undefined : this.opts.recycle(this.launch);
+    // Only one that served: a worker drained while starting or before its "serving" never listened on some of its sockets.
+    this.reservation = this.protocolBroken || !this.protocol.served ? undefined : this.opts.recycle(this.launch);
     this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs, recycle: this.reservation !== undefined });
     // The worker exits by the drain deadline itself; this is for one that cannot.
     this.killTimer = setTimeout(() => this.kill("SIGKILL"), this.opts.drainTimeoutMs + 2000);
