@@ -150,8 +150,16 @@ export async function startSupervisor(opts: SupervisorOptions): Promise<RunningS
     waitFor,
     writeConfig: (c) => writeJson(configPath, c),
     admin: async (pathname) => {
-      const res = await fetch(`http://127.0.0.1:${adminPort}${pathname}`);
-      return { status: res.status, body: await res.text() };
+      try {
+        const res = await fetch(`http://127.0.0.1:${adminPort}${pathname}`);
+        return { status: res.status, body: await res.text() };
+      } catch (err) {
+        // fetch says only "fetch failed": say why, and whether the supervisor is still there.
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        const state = child.exitCode !== null || child.signalCode !== null ? `exited (code ${child.exitCode}, signal ${child.signalCode})` : "running";
+        const last = logs.slice(-5).map((l) => l.event).join(", ");
+        throw new Error(`GET ${pathname} on the admin port failed: ${cause?.code ?? ""} ${cause?.message ?? (err as Error).message}; supervisor ${state}; last events: ${last}; stderr: ${stderr.slice(-500)}`, { cause: err });
+      }
     },
     exited,
     stop: async (signal = "SIGTERM") => {
