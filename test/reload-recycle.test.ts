@@ -10,6 +10,7 @@ import path from "node:path";
 import test from "ava";
 import { repoRoot, startSupervisor, tempDir, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
+import { hold } from "./helpers/held.js";
 import { pollUntil, sparesReady, supervised, until, type StatusSpare } from "./helpers/core.js";
 import { app, config, linesSince, reloadVia, sighup, startLoad, status } from "./helpers/reload.js";
 import { childPids, isAlive, uidOf } from "./helpers/procfs.js";
@@ -213,4 +214,31 @@ test("forty reloads on recycled workers: a process's fds as a spare stay what th
   const now = await supervised(sup);
   t.is(now.all.length, 2);
   t.deepEqual(childPids(sup.pid).sort(byNumber), now.all);
+});
+
+test("a stop while a generation drains for the spares: its worker exits when its last connection ends, not recycled", async (t) => {
+  const target = await startTarget("a");
+  const [port] = await freePorts(1);
+  const sup = await startSupervisor({ config: config(app("svc", [port!], [target])), workers: 1, drainTimeout: 30 });
+  t.teardown(async () => {
+    await sup.stop("SIGKILL");
+    await target.close();
+  });
+  await sparesReady(sup, 1);
+  const conn = await hold(port!);
+  t.teardown(() => conn.socket.destroy());
+  t.deepEqual(await conn.roundTrip(Buffer.from("held")), Buffer.from("held"));
+  const [old] = (await supervised(sup)).workers;
+  // The reload tells the old worker to drain for the spares; the held connection keeps it draining.
+  const r = await reloadVia(sup, sighup(sup));
+  t.is(r.ended.event, "reload_succeeded");
+  const mark = sup.logs.length;
+  const exited = sup.stop("SIGTERM");
+  await sup.waitFor((l) => l.event === "supervisor_stopping", 5000, mark);
+  t.deepEqual(await conn.roundTrip(Buffer.from("still")), Buffer.from("still"));
+  conn.socket.end();
+  t.like(await sup.waitFor((l) => l.event === "worker_exited" && l.pid === old, 10_000, mark), { code: 0, signal: null });
+  t.deepEqual(await exited, { code: 0, signal: null });
+  t.deepEqual(linesSince(sup, mark, (l) => l.event === "worker_recycled"), []);
+  t.false(isAlive(old!));
 });

@@ -37,6 +37,11 @@ let draining = false;
 let health = new TargetHealth();
 /** While draining: ends the drain at an earlier deadline than the one it has. */
 let hastenDrain: ((timeoutMs: number) => void) | undefined;
+/**
+ * The supervisor would take this process back as a spare once the drain ends
+ * with nothing cut; a later "drain" (a stop, an upgrade) may withdraw that.
+ */
+let recycleWanted = false;
 
 // The process's own, kept from one generation to the next.
 const accessLog = AccessLog.fromEnv();
@@ -59,6 +64,7 @@ function resetForNextGeneration(): void {
   draining = false;
   health = new TargetHealth();
   hastenDrain = undefined;
+  recycleWanted = false;
 }
 
 function send(msg: FromWorker): Promise<void> {
@@ -145,12 +151,12 @@ const RELAY_PIPE_BYTES = 256 * 1024;
 const RELAY_SHUTDOWN_WAIT_MS = 1000;
 
 /**
- * `recycle`: the supervisor would take this process back as a spare. Only a
- * drain that ended with no connection cut (nothing of this generation left:
- * no socket, no relay connection, no timer) and with the supervisor still
- * there does so; any other ends with the process.
+ * With `recycleWanted`, the supervisor would take this process back as a
+ * spare. Only a drain that ended with no connection cut (nothing of this
+ * generation left: no socket, no relay connection, no timer) and with the
+ * supervisor still there does so; any other ends with the process.
  */
-async function drain(timeoutMs: number, recycle = false): Promise<void> {
+async function drain(timeoutMs: number): Promise<void> {
   if (draining) {
     hastenDrain?.(timeoutMs);
     return;
@@ -178,11 +184,11 @@ async function drain(timeoutMs: number, recycle = false): Promise<void> {
     await Promise.race([acceptor.idle(), new Promise((resolve) => setTimeout(resolve, RELAY_SHUTDOWN_WAIT_MS).unref())]);
   }
   // Only a worker that served: one drained before its serve() completed may hold listeners it never listened on.
-  if (recycle && served && outcome === "idle") {
+  if (recycleWanted && served && outcome === "idle") {
     // Its access-log lines are in the pipe before the supervisor counts this generation done.
     await accessLog.flushed();
   }
-  if (recycle && served && outcome === "idle" && channel.connected) {
+  if (recycleWanted && served && outcome === "idle" && channel.connected) {
     const final = metrics?.snapshot() ?? [];
     log.info({ event: "worker_drained", outcome, recycled: true });
     resetForNextGeneration();
@@ -214,7 +220,9 @@ const handlers: Handlers<ToWorker> = {
   },
   // A spare (never started, or recycled) has nothing to drain: a late "close now" for its last generation is not for it.
   drain: (msg) => {
-    if (acceptor) void drain(msg.timeoutMs, msg.recycle);
+    if (!acceptor) return;
+    recycleWanted = msg.recycle;
+    void drain(msg.timeoutMs);
   },
   "health-check": (msg) => void send({ type: "health", seq: msg.seq, serving: ready && !draining && fault !== "unhealthy" }),
   "target-states": (msg) => {
@@ -237,7 +245,10 @@ const channel = new Channel(CHANNEL_FD, {
   invalid: (reason, preview) => log.error({ event: "channel_invalid", reason, preview }),
   // The supervisor is gone (crash, SIGKILL): stop taking connections on its
   // sockets so a restarted supervisor can bind them, finish what is open, exit.
-  close: () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)),
+  close: () => {
+    recycleWanted = false;
+    void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000));
+  },
 });
 // SIGTERM/SIGINT are for the supervisor, which sends "drain"; a terminal's ^C reaches the whole group.
 process.on("SIGINT", () => undefined);
@@ -247,7 +258,10 @@ process.on("SIGUSR1", () => undefined);
 // HUP reloads the supervisor, which starts new workers; Node's default would kill this one
 // and cut its connections when a HUP reaches the whole group (`systemctl kill -s HUP`, a hangup).
 process.on("SIGHUP", () => undefined);
-process.on("SIGTERM", () => void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000)));
+process.on("SIGTERM", () => {
+  recycleWanted = false;
+  void drain(Number(process.env.SWITCHYARD_DRAIN_TIMEOUT_MS ?? 30_000));
+});
 // Everything is imported and the handlers above are in: a spare started ahead
 // (supervisor/workers/spare-workers.ts) can take a plan at once. Only now: the
 // supervisor adopts only loaded spares, since until here a HUP or USR1 sent to

@@ -230,7 +230,10 @@ export class Pool {
     for (const [gen, waiter] of this.startWaiters) waiter.reject(new SwitchyardError("RELOAD_FAILED", `generation ${gen.number} abandoned: shutting down`));
     for (const g of this.generations()) {
       g.cancelRestarts();
-      for (const w of g.workers()) w.drain();
+      for (const w of g.workers()) {
+        w.withdrawRecycle();
+        w.drain();
+      }
     }
     if (release) this.opts.provider.release();
     else this.opts.provider.closeAll();

@@ -72,6 +72,8 @@ export class WorkerProcess {
   recycled = false;
   /** Its place among the spares, taken as it was told to drain; given up if it exits instead. */
   private reservation: SpareReservation | undefined;
+  /** Told to drain for the spares, then to exit after all (a stop): a recycled answer already on its way is no breach. */
+  private recycleWithdrawn = false;
   private readonly onChildExit = (code: number | null, signal: NodeJS.Signals | null): void => this.onExit(code, signal);
   private readonly onChildError = (err: Error): void => {
     this.opts.log.warn({ event: "worker_process_error", generation: this.generation, worker: this.index, err });
@@ -181,7 +183,7 @@ export class WorkerProcess {
     drained: (msg) => {
       if (this.protocol.drained) return this.protocolError("a second \"drained\"", msg);
       // Exited already (its exit event came before this, its last message): its reservation is given up, the counts still count.
-      if (msg.recycled && this.reservation === undefined && !this.exited) return this.protocolError("recycled unasked", msg);
+      if (msg.recycled && this.reservation === undefined && !this.exited && !this.recycleWithdrawn) return this.protocolError("recycled unasked", msg);
       this.protocol.drained = true;
       this.events.onDrained(this, msg);
       if (msg.recycled && !this.exited) this.becomeSpare();
@@ -267,6 +269,18 @@ export class WorkerProcess {
   }
 
   /**
+   * A stop or an upgrade: a worker told to drain for the spares exits at the
+   * end of its drain after all, as every other worker does then.
+   */
+  withdrawRecycle(): void {
+    if (this.reservation === undefined || this.state !== "draining") return;
+    this.reservation.lost();
+    this.reservation = undefined;
+    this.recycleWithdrawn = true;
+    this.send({ type: "drain", timeoutMs: this.opts.drainTimeoutMs, recycle: false });
+  }
+
+  /**
    * Ends a draining worker's connections now (too many generations drain): it
    * still reports its final counts and access-log lines, then exits; killed
    * only if it cannot.
@@ -321,8 +335,23 @@ export class WorkerProcess {
    * to the launch, whose "loaded" comes next, and from there to the spares.
    */
   private becomeSpare(): void {
-    this.exited = true;
     this.recycled = true;
+    this.settle();
+    this.child.removeListener("exit", this.onChildExit);
+    this.child.removeListener("error", this.onChildError);
+    this.launch.reclaim();
+    const reservation = this.reservation;
+    this.reservation = undefined;
+    this.events.onExit(this, null, null);
+    this.events.onClosed(this);
+    // Withdrawn meanwhile (a stop): a spare no one wants; it holds nothing.
+    if (reservation) reservation.returned(this.launch);
+    else this.launch.discard();
+  }
+
+  /** No longer a worker of its generation (exited, or a spare again): nothing more is awaited of it. */
+  private settle(): void {
+    this.exited = true;
     this.state = "exited";
     this.liveness.stop();
     this.markStartedAccepting();
@@ -330,28 +359,13 @@ export class WorkerProcess {
     clearTimeout(this.startTimer);
     clearTimeout(this.killTimer);
     this.health.cancel();
-    this.child.removeListener("exit", this.onChildExit);
-    this.child.removeListener("error", this.onChildError);
-    this.launch.reclaim();
-    const reservation = this.reservation!;
-    this.reservation = undefined;
-    this.events.onExit(this, null, null);
-    this.events.onClosed(this);
-    reservation.returned(this.launch);
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.exited) return;
     const wasStarting = this.state === "starting";
-    this.exited = true;
-    this.state = "exited";
-    this.liveness.stop();
-    this.markStartedAccepting();
-    this.markStoppedAccepting();
-    clearTimeout(this.startTimer);
-    clearTimeout(this.killTimer);
+    this.settle();
     this.launch.closeHandoff();
-    this.health.cancel();
     this.reservation?.lost();
     this.reservation = undefined;
     if (wasStarting) this.events.onStartFailed(this, new SwitchyardError("WORKER_START_FAILED", `worker exited while starting (code ${code}, signal ${signal})`));
