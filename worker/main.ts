@@ -30,6 +30,8 @@ let fault: ReturnType<typeof readFault>;
 /** --overload-lag, from "start"; null: no load shedding. */
 let overloadLagMs: number | null = null;
 let guard: OverloadGuard | undefined;
+/** "start" came: this process works for a generation (until it exits, or is reset to a spare). */
+let inGeneration = false;
 let accepting = false;
 /** serve() completed: every listener was listened on (and so is closed by stopAccepting()). */
 let served = false;
@@ -59,6 +61,7 @@ function resetForNextGeneration(): void {
   fault = undefined;
   overloadLagMs = null;
   guard = undefined;
+  inGeneration = false;
   accepting = false;
   served = false;
   draining = false;
@@ -206,6 +209,7 @@ async function drain(timeoutMs: number): Promise<void> {
 
 const handlers: Handlers<ToWorker> = {
   start: (msg) => {
+    inGeneration = true;
     start(msg).catch((err: NodeJS.ErrnoException) => {
       log.error({ event: "worker_start_failed", err });
       void send({ type: "start-failed", code: err.code ?? "WORKER_START_FAILED", message: err.message }).then(() => process.exit(1));
@@ -220,7 +224,7 @@ const handlers: Handlers<ToWorker> = {
   },
   // A spare (never started, or recycled) has nothing to drain: a late "close now" for its last generation is not for it.
   drain: (msg) => {
-    if (!acceptor) return;
+    if (!inGeneration) return;
     recycleWanted = msg.recycle;
     void drain(msg.timeoutMs);
   },
