@@ -86,7 +86,19 @@ runScenario(async (s) => {
     env: { SWITCHYARD_FAULT_FILE: faultFile },
   });
   const first = await pidsOf(sup.adminPort);
-  const firstFds = fdKinds(fdTable(first.pid));
+  // The first supervisor's fds once settled: its spares loaded, and the admin connection
+  // the status request just made closed (it lingers a moment: a transient is no baseline).
+  for (let ready = false; !ready; await new Promise((r) => setTimeout(r, 100))) {
+    const st = JSON.parse(await adminGet(sup.adminPort, "/status")) as { spares: { ready: boolean }[] };
+    ready = st.spares.length === 2 && st.spares.every((x) => x.ready);
+  }
+  let firstFds = fdKinds(fdTable(first.pid));
+  for (let again = 0; again < 20; again++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = fdKinds(fdTable(first.pid));
+    if (JSON.stringify(Object.entries(now).sort()) === JSON.stringify(Object.entries(firstFds).sort())) break;
+    firstFds = now;
+  }
   const totalBefore = async (): Promise<number> => sumMetric(await adminGet(sup.adminPort, "/metrics"), "switchyard_connections_total");
   const long = ports.map((p) => new LongLived(p));
   for (const l of long) await l.echo("hello");
