@@ -8,12 +8,12 @@ import test, { type ExecutionContext } from "ava";
 import net from "node:net";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
-import { servingWorkers, sparesReady, type StatusSpare } from "./helpers/core.js";
-import { childPids } from "./helpers/procfs.js";
+import { pollUntil, servingWorkers, sparesReady, type StatusSpare } from "./helpers/core.js";
+import { childPids, fdCount, isAlive } from "./helpers/procfs.js";
 
 const NOFILE = 100;
 
-async function fdStarved(t: ExecutionContext, spares: number): Promise<{ sup: RunningSupervisor; port: number; victim: number; idle: StatusSpare[]; freeFds(): void }> {
+async function fdStarved(t: ExecutionContext, spares: number): Promise<{ sup: RunningSupervisor; port: number; victim: number; idle: StatusSpare[]; freeFds(): Promise<void> }> {
   const target = await startTarget("echo");
   const [port] = (await freePorts(1)) as [number];
   const sup = await startSupervisor({
@@ -23,11 +23,14 @@ async function fdStarved(t: ExecutionContext, spares: number): Promise<{ sup: Ru
     wrap: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`],
   });
   const hogs: net.Socket[] = [];
-  const freeFds = (): void => {
+  const freeFds = async (): Promise<void> => {
     for (const h of hogs) h.destroy();
+    // Until the supervisor has closed its ends, a new connection to it can still meet
+    // libuv's EMFILE handling (accepted and closed at once: a reset), not the admin server.
+    await pollUntil(() => !isAlive(sup.pid) || fdCount(sup.pid) < NOFILE - hogs.length / 2, 10_000);
   };
   t.teardown(async () => {
-    freeFds();
+    await freeFds();
     await sup.stop();
     await target.close();
   });
@@ -51,7 +54,7 @@ test("a worker restart that fails for want of fds is retried with backoff and su
   const failed = await sup.waitFor((l) => l.event === "worker_spawn_failed", 15_000, mark);
   t.is(failed.code, "EMFILE");
   t.is(sup.child.exitCode, null);
-  freeFds();
+  await freeFds();
   const ready = await sup.waitFor((l) => l.event === "worker_ready", 20_000, sup.logs.indexOf(failed));
   t.not(ready.pid, victim);
   t.is((await exchange(port, "after")).toString(), "after");
@@ -74,7 +77,7 @@ test("with a spare, the replacement is the spare at once; the spare's own start 
   t.true((second.retry_in_ms as number) > (first.retry_in_ms as number), `no backoff: ${first.retry_in_ms} then ${second.retry_in_ms} ms`);
   t.deepEqual(sup.logs.slice(mark).filter((l) => l.event === "worker_spawn_failed"), [], "the replacement needed a start");
   t.is(sup.child.exitCode, null);
-  freeFds();
+  await freeFds();
   // Once fds are free, the retry starts a new spare, which loads and is adopted by the next replacement.
   const [fresh] = await sparesReady(sup, 1, 20_000 + (second.retry_in_ms as number));
   t.not(fresh!.pid, spare);
