@@ -126,8 +126,8 @@ function integer(what: string, wrongKind: string, min: number, max: number, rang
   };
 }
 
-/** An integer number of milliseconds in 1..max, for the timeout keys. */
-const milliseconds = (max: number): Rule => integer("a number of milliseconds", "must be an integer number of milliseconds", 1, max);
+/** An integer number of milliseconds in min..max, for the timeout and interval keys. */
+const milliseconds = (max: number, min = 1): Rule => integer("a number of milliseconds", "must be an integer number of milliseconds", min, max);
 /** An integer number of connections in 1..max, for the limit keys. */
 const connections = (max: number): Rule => integer("a number of connections", "must be an integer number of connections", 1, max);
 /** An integer count in 1..max, for Rise and Fall. */
@@ -204,7 +204,7 @@ const boolean: Rule = (value, path, issues) => {
 };
 
 const HEALTH_CHECK_SHAPE: Record<keyof HealthCheckConfig, Field> = {
-  IntervalMs: { rule: integer("a number of milliseconds", "must be an integer number of milliseconds", MIN_CHECK_INTERVAL_MS, MAX_CHECK_INTERVAL_MS), optional: true },
+  IntervalMs: { rule: milliseconds(MAX_CHECK_INTERVAL_MS, MIN_CHECK_INTERVAL_MS), optional: true },
   TimeoutMs: { rule: milliseconds(MAX_CHECK_TIMEOUT_MS), optional: true },
   Rise: { rule: checkCount(MAX_RISE_FALL), optional: true },
   Fall: { rule: checkCount(MAX_RISE_FALL), optional: true },

@@ -20,10 +20,10 @@ import type { HandoverState } from "./handover/handover-state.js";
 import type { NamedFd } from "./handover/named-fds.js";
 import { SWITCHYARD_VERSION } from "./version.js";
 
-/** The supervisor's parts, wired together; one instance per process. */
 /** How long a reload waits for spares still loading before it starts processes of its own. */
 const SPARE_WAIT_MS = 2000;
 
+/** The supervisor's parts, wired together; one instance per process. */
 export class Supervisor {
   readonly pool: Pool;
   readonly reloads: ReloadQueue;

@@ -15,18 +15,10 @@ import { closeFd, dupFd } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
 import { describeFdChange, fdTable } from "./helpers/fd-table.js";
-import { closed, digestUntilEnd, Ledger, PairMaker, pipeCount, readExactly, readUntilEnd, relayFor, sha256, type Pair } from "./helpers/relay-pairs.js";
+import { bothWaysIntact, closed, digestUntilEnd, Ledger, pairMakerFor, pipeCount, readExactly, readUntilEnd, relayFor, sha256, type Pair } from "./helpers/relay-pairs.js";
 
 const ledger = new Ledger();
-let maker: PairMaker;
-
-test.before(async () => {
-  maker = await PairMaker.start();
-});
-
-test.after.always(async () => {
-  await maker?.close();
-});
+const maker = pairMakerFor(test);
 
 test.serial("2,000 connections at once: each echoes, none holds a pipe while idle, each done() once", async (t) => {
   const relay = relayFor(t);
@@ -185,17 +177,7 @@ test.serial("the copy path for real: pipe2 fails with EMFILE and the bytes still
   const relay = relayFor(t, { maxFreePipes: 0 });
   const p = await maker.pair();
   const { end } = ledger.add(relay, p);
-  const up = crypto.randomBytes(1 << 20);
-  const down = crypto.randomBytes(1 << 20);
-  await withNoFreeFd(async () => {
-    const atPeer = digestUntilEnd(p.peer);
-    const atClient = digestUntilEnd(p.client);
-    p.client.end(up);
-    p.peer.end(down);
-    t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
-    t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
-    t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
-  });
+  await withNoFreeFd(() => bothWaysIntact(t, p, end, 1 << 20));
   const s = relay.stats();
   t.true(s.pipeFailures > 0, "pipe2 was refused");
   t.true(s.copyReads > 0);
@@ -270,8 +252,8 @@ test.serial("the relay keeps its process alive only while it carries a connectio
   const exited = once(child, "exit");
   const [a, b] = await Promise.all(accepted);
   await until(() => out.includes("ready\n"), 5000, "the child's relay to carry the connection");
-  // Nothing but the relay holds the child: it would be gone by now if the relay did not keep it.
-  await new Promise((r) => setTimeout(r, 300));
+  // Nothing but the relay holds the child: without it, it exits before its unref'd timer says "alive".
+  await until(() => out.includes("alive\n") || child.exitCode !== null, 5000, "the child to say alive or exit");
   t.is(child.exitCode, null);
   const through = readExactly(b!, "x");
   a!.write("x");
@@ -280,7 +262,7 @@ test.serial("the relay keeps its process alive only while it carries a connectio
   b!.end();
   const [code] = (await within(exited, 5000, "the child exits by itself once done() has run")) as [number];
   t.is(code, 0);
-  t.deepEqual(JSON.parse(out.split("\n")[1]!) as RelayEnd, { reason: "closed", bytesIn: 1, bytesOut: 0 });
+  t.deepEqual(JSON.parse(out.split("\n")[2]!) as RelayEnd, { reason: "closed", bytesIn: 1, bytesOut: 0 });
 });
 
 test.serial("done() ran exactly once per add(), never within it", (t) => {

@@ -8,18 +8,10 @@ import crypto from "node:crypto";
 
 import type { RelayEnd, RelayOptions } from "../native/relay.js";
 import { until, within } from "./helpers/core.js";
-import { beforeEnd, closed, digestUntilEnd, hungUp, Ledger, PairMaker, readExactly, readUntilEnd, relayFor, sha256, untilPaused } from "./helpers/relay-pairs.js";
+import { beforeEnd, bothWaysIntact, closed, digestUntilEnd, hungUp, Ledger, pairMakerFor, PairMaker, readExactly, readUntilEnd, relayFor, sha256, untilPaused } from "./helpers/relay-pairs.js";
 
 const ledger = new Ledger();
-let maker: PairMaker;
-
-test.before(async () => {
-  maker = await PairMaker.start();
-});
-
-test.after.always(async () => {
-  await maker?.close();
-});
+const maker = pairMakerFor(test);
 
 test.serial("a few bytes both ways, then both ends close: closed with exact counts", async (t) => {
   const relay = relayFor(t);
@@ -46,15 +38,7 @@ async function bothWays(t: ExecutionContext, bytes: number, opts?: RelayOptions)
   const relay = relayFor(t, opts);
   const p = await maker.pair();
   const { end } = ledger.add(relay, p);
-  const up = crypto.randomBytes(bytes);
-  const down = crypto.randomBytes(bytes);
-  const atPeer = digestUntilEnd(p.peer);
-  const atClient = digestUntilEnd(p.client);
-  p.client.end(up);
-  p.peer.end(down);
-  t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
-  t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
-  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
+  await bothWaysIntact(t, p, end, bytes);
 }
 
 test.serial("64 MiB each way at once arrive intact", (t) => bothWays(t, 64 << 20));

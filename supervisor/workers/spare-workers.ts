@@ -50,9 +50,8 @@ export interface SpareReservation {
 export class SpareWorkers {
   /** Each spare, whether it was started at a lower priority, and the way to stop watching its exit once someone else takes it. */
   private readonly idle: { launch: WorkerLaunch; niced: boolean; forgetExit(): void }[] = [];
-  /** Draining workers expected back as spares, each until its deadline. */
-  private readonly coming = new Set<{ until: number }>();
-  private comingTimer: NodeJS.Timeout | undefined;
+  /** Draining workers expected back as spares, each with the timer that gives up waiting for it. */
+  private readonly coming = new Set<NodeJS.Timeout>();
   private stopped = false;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -65,25 +64,9 @@ export class SpareWorkers {
   /** Starts spares up to the count. Called after a cut-over, when nothing else needs the CPU first. */
   fill(): void {
     if (this.stopped || this.retryTimer !== undefined) return;
-    while (this.idle.length + this.comingInTime() < this.opts.count) {
+    while (this.idle.length + this.coming.size < this.opts.count) {
       if (!this.launchOne()) return;
     }
-  }
-
-  /** Draining workers still expected back in time; the first to run late makes fill() start a process for its place. */
-  private comingInTime(): number {
-    const now = Date.now();
-    let inTime = 0;
-    let next = Infinity;
-    for (const c of this.coming) {
-      if (c.until > now) {
-        inTime += 1;
-        next = Math.min(next, c.until);
-      }
-    }
-    clearTimeout(this.comingTimer);
-    this.comingTimer = next === Infinity ? undefined : setTimeout(() => this.fill(), next - now).unref();
-    return inTime;
   }
 
   /**
@@ -91,21 +74,28 @@ export class SpareWorkers {
    * counting those already coming back, are short of one; undefined otherwise.
    */
   reserve(): SpareReservation | undefined {
-    if (this.stopped || this.idle.length + this.comingInTime() >= this.opts.count) return undefined;
-    const place = { until: Date.now() + RECYCLE_WAIT_MS };
-    this.coming.add(place);
+    if (this.stopped || this.idle.length + this.coming.size >= this.opts.count) return undefined;
+    // Late (long connections keep it): no longer counted, and fill() starts a process for its place.
+    const late = setTimeout(() => {
+      this.coming.delete(late);
+      this.fill();
+    }, RECYCLE_WAIT_MS).unref();
+    this.coming.add(late);
     let settled = false;
+    const settle = (): void => {
+      settled = true;
+      clearTimeout(late);
+      this.coming.delete(late);
+    };
     return {
       returned: (launch) => {
         if (settled) return launch.discard();
-        settled = true;
-        this.coming.delete(place);
+        settle();
         this.keepReturned(launch);
       },
       lost: () => {
         if (settled) return;
-        settled = true;
-        this.coming.delete(place);
+        settle();
         this.fill();
       },
     };
@@ -113,8 +103,7 @@ export class SpareWorkers {
 
   /** A recycled worker: a spare again if there is room for it (one started meanwhile may have taken its place). */
   private keepReturned(launch: WorkerLaunch): void {
-    const child = launch.child;
-    if (this.stopped || this.idle.length >= this.opts.count || !this.opts.fits(launch) || child.exitCode !== null || child.signalCode !== null) {
+    if (this.stopped || this.idle.length >= this.opts.count || !this.opts.fits(launch) || !launch.running) {
       launch.discard();
       return;
     }
@@ -193,7 +182,7 @@ export class SpareWorkers {
       const spare = this.idle[i]!;
       const { launch } = spare;
       const child = launch.child;
-      const usable = child.exitCode === null && child.signalCode === null && !launch.talkedOutOfTurn && this.opts.fits(launch);
+      const usable = launch.running && !launch.talkedOutOfTurn && this.opts.fits(launch);
       if (usable && !launch.loaded) {
         i++;
         continue;
@@ -251,7 +240,7 @@ export class SpareWorkers {
    * priority at once (a reload waits for them).
    */
   async loaded(wanted: number, timeoutMs: number): Promise<void> {
-    const alive = this.idle.filter((s) => s.launch.child.exitCode === null && s.launch.child.signalCode === null && !s.launch.talkedOutOfTurn);
+    const alive = this.idle.filter((s) => s.launch.running && !s.launch.talkedOutOfTurn);
     const missing = wanted - alive.filter((s) => s.launch.loaded).length;
     const loading = alive.filter((s) => !s.launch.loaded).slice(0, Math.max(0, missing));
     if (loading.length === 0) return;
@@ -272,7 +261,7 @@ export class SpareWorkers {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    clearTimeout(this.comingTimer);
+    for (const late of this.coming) clearTimeout(late);
     this.coming.clear();
     for (const spare of this.idle.splice(0)) {
       spare.forgetExit();

@@ -99,6 +99,7 @@ export class WorkerLaunch {
   /** How many generations this process has served and come back from (a recycled worker: supervisor/workers/spare-workers.ts). */
   recycled = 0;
   private accessLogTaken = false;
+  private handoffOpen = true;
   private markSettled!: () => void;
   /** Resolves once the worker has said "loaded" (since it was started or last reclaimed), or its channel closed (it died first). */
   settled = new Promise<void>((resolve) => (this.markSettled = resolve));
@@ -225,7 +226,11 @@ export class WorkerLaunch {
       closeFd(this.handoffFd);
     }
   }
-  private handoffOpen = true;
+
+  /** Its process has not exited (nor been killed). */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
 
   /**
    * Hands the process and its fds to an adopter (WorkerProcess), which closes
@@ -253,7 +258,7 @@ export class WorkerLaunch {
   discard(): void {
     if (this.released) return;
     this.released = true;
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    if (this.running) this.child.kill("SIGKILL");
     // Once forwarded (a recycled process), the sink reads it to its end: the last generation's lines may still be in it.
     if (!this.accessLogTaken) this.accessLog?.destroy();
     this.channel.destroy();

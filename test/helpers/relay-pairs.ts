@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { dupFd } from "../../native/index.js";
 import { socketFd } from "../../common/socket-fd.js";
 import { Relay, type RelayAddOptions, type RelayEnd, type RelayOptions } from "../../native/relay.js";
-import type { ExecutionContext } from "ava";
+import type { ExecutionContext, TestFn } from "ava";
 import { until } from "./core.js";
 import { fdTable } from "./fd-table.js";
 
@@ -106,6 +106,18 @@ export class PairMaker {
   }
 }
 
+/** The test file's one PairMaker: started before its first test, closed after its last. */
+export function pairMakerFor(test: TestFn): Pick<PairMaker, "pair"> {
+  let maker: PairMaker | undefined;
+  test.before(async () => {
+    maker = await PairMaker.start();
+  });
+  test.after.always(async () => {
+    await maker?.close();
+  });
+  return { pair: () => maker!.pair() };
+}
+
 /** Counts add() and done() over a test file, and fails a done() that runs twice or within add(). */
 export class Ledger {
   adds = 0;
@@ -135,6 +147,19 @@ export function beforeEnd<T>(promise: Promise<T>, end: Promise<RelayEnd>): Promi
     throw new Error(`the relay ended the connection first: ${JSON.stringify(e)}`);
   });
   return Promise.race([promise, early]);
+}
+
+/** `bytes` random bytes each way at once, both ends closing after them: each side gets the other's whole, and the relay counts them exactly. */
+export async function bothWaysIntact(t: ExecutionContext, p: Pair, end: Promise<RelayEnd>, bytes: number): Promise<void> {
+  const up = crypto.randomBytes(bytes);
+  const down = crypto.randomBytes(bytes);
+  const atPeer = digestUntilEnd(p.peer);
+  const atClient = digestUntilEnd(p.client);
+  p.client.end(up);
+  p.peer.end(down);
+  t.deepEqual(await atPeer, { sha256: sha256(up), bytes: up.length });
+  t.deepEqual(await atClient, { sha256: sha256(down), bytes: down.length });
+  t.deepEqual(await end, { reason: "closed", bytesIn: up.length, bytesOut: down.length });
 }
 
 /** Everything a socket receives until its peer's FIN, as a hash and a count. */
