@@ -28,6 +28,7 @@
  * reported.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -52,6 +53,13 @@ void relay_wake(struct relay *r) {
   uint64_t one = 1;
   /* Fails only with the counter at its maximum: then the thread is woken already. */
   if (write(r->evfd, &one, sizeof one) < 0) return;
+}
+
+void relay_notify_locked(struct relay *r) {
+  if (r->notify_pending || (r->done == NULL && r->events == NULL && r->naccepted == 0)) return;
+  r->notify_pending = true;
+  /* One call delivers everything waiting; it fails only while Node tears the tsfn down. */
+  napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 int relay_slot_alloc(struct relay *r, struct relay_conn *c) {
@@ -99,6 +107,7 @@ static void handle(struct relay *r, const struct epoll_event *e) {
     if (read(r->evfd, &v, sizeof v) < 0) return; /* EAGAIN: another turn took the wake-up */
     return;
   }
+  if (tag & RELAY_TAG_LISTENER) return accept_ready(r, (struct relay_listener *)(tag & ~RELAY_TAG_LISTENER));
   /* The low bit says which socket: connections are malloc'ed, so aligned. */
   struct relay_conn *c = (struct relay_conn *)(tag & ~(uintptr_t)1);
   if (!c->adopted || c->ended) return;
@@ -122,7 +131,7 @@ static void run_more(struct relay *r) {
  * wait for the next turn, after their own add.
  */
 static bool take_commands(struct relay *r) {
-  struct relay_link shut;
+  struct relay_link shut, redials;
   pthread_mutex_lock(&r->mu);
   if (r->stop) {
     pthread_mutex_unlock(&r->mu);
@@ -135,6 +144,7 @@ static bool take_commands(struct relay *r) {
   r->discards = NULL;
   r->shut_all_before = 0;
   list_take(&r->shut, &shut);
+  list_take(&r->redials, &redials);
   pthread_mutex_unlock(&r->mu);
 
   for (struct relay_conn *c = adds, *next; c != NULL; c = next) {
@@ -142,6 +152,7 @@ static bool take_commands(struct relay *r) {
     c->next = NULL;
     conn_adopt(r, c);
   }
+  dial_take_redials(r, &redials);
   for (;;) {
     /* Under mu: shutdown(id) reads whether a connection is on a shut list, and conn_end takes it off. */
     pthread_mutex_lock(&r->mu);
@@ -172,31 +183,31 @@ static void expire(struct relay *r) {
   while ((e = wheel_pop_due(&r->wheel)) != NULL) conn_idle_due(r, RELAY_OWNER(e, struct relay_conn, timer));
 }
 
+/* Ended connections to the JS thread, and a call of the tsfn if anything (ends, events, accepted) waits. */
 static void hand_over(struct relay *r) {
-  if (r->zombies == NULL) return;
   pthread_mutex_lock(&r->mu);
-  *r->done_tail = r->zombies;
-  r->done_tail = r->zombies_tail;
-  bool notify = !r->notify_pending;
-  r->notify_pending = true;
+  if (r->zombies != NULL) {
+    *r->done_tail = r->zombies;
+    r->done_tail = r->zombies_tail;
+    r->zombies = NULL;
+    r->zombies_tail = &r->zombies;
+  }
+  relay_notify_locked(r);
   pthread_mutex_unlock(&r->mu);
-  r->zombies = NULL;
-  r->zombies_tail = &r->zombies;
-  /* One call delivers the whole list; it fails only while Node tears the tsfn down. */
-  if (notify) napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 static void *relay_main(void *arg) {
   struct relay *r = arg;
   struct epoll_event events[MAX_EVENTS];
   for (;;) {
-    int timeout = list_empty(&r->more) ? wheel_timeout_ms(&r->wheel, r->now) : 0;
+    int timeout = list_empty(&r->more) ? accept_timeout_ms(r, wheel_timeout_ms(&r->wheel, r->now)) : 0;
     /* Only EINTR can fail it here (n < 0): that is an empty turn. */
     int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
     r->now = relay_now_ms();
     for (int i = 0; i < n; i++) handle(r, &events[i]);
     run_more(r);
     bool stop = take_commands(r);
+    accept_turn(r);
     expire(r);
     hand_over(r);
     if (stop) return NULL;
@@ -206,7 +217,8 @@ static void *relay_main(void *arg) {
 static int close_start(struct relay *r, int err) {
   if (r->evfd >= 0) close(r->evfd);
   if (r->epfd >= 0) close(r->epfd);
-  r->epfd = r->evfd = -1;
+  if (r->reserve_fd >= 0) close(r->reserve_fd);
+  r->epfd = r->evfd = r->reserve_fd = -1;
   return err;
 }
 
@@ -215,6 +227,7 @@ int relay_start(struct relay *r, const char **syscall) {
   if ((r->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) return (*syscall = "eventfd", close_start(r, errno));
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
   if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->evfd, &ev) != 0) return (*syscall = "epoll_ctl", close_start(r, errno));
+  if ((r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) return (*syscall = "open", close_start(r, errno));
   r->now = relay_now_ms();
   wheel_init(&r->wheel, r->now);
   /* Signals are the JS thread's business: the relay thread blocks them all (SIGPIPE of a splice too). */
@@ -253,10 +266,13 @@ void relay_stop(struct relay *r) {
   free_list(r->adds, true);
   free_list(r->discards, false);
   free_list(r->done, false);
-  r->adds = r->discards = r->done = NULL;
+  r->adds = r->discards = r->done = r->events = NULL;
   list_init(&r->shut);
+  list_init(&r->redials);
   r->adds_tail = &r->adds;
   r->done_tail = &r->done;
+  r->events_tail = &r->events;
+  accept_stop(r);
   pool_destroy(&r->pool);
   close_start(r, 0);
 }

@@ -1,12 +1,18 @@
 /*
- * The relay: established TCP connections pumped by an epoll thread of their
- * own (splice through pipes), while JS keeps accept, routing and connect.
+ * The relay: TCP connections pumped by an epoll thread of their own (splice
+ * through pipes). The thread can also accept on listening sockets and connect
+ * to targets, while JS keeps routing, limits, balancing and the access log:
+ * JS takes what was accepted (takeAccepted), picks a target, and dial() has
+ * the thread connect and then carry the connection; or JS connects itself
+ * and add() hands over an established pair.
  *
- *   relay_napi.c   the JS side: create, add, shutdown, close, done() delivery
- *   relay.c        the thread: its loop, the commands JS hands over, slots (ids)
- *   relay_conn.c   one connection: events, pumping both directions, ending
- *   relay_pool.c   the shared free list of empty pipes
- *   relay_wheel.c  idle timers
+ *   relay_napi.c    the JS side: create, add, shutdown, close, event delivery
+ *   relay.c         the thread: its loop, the commands JS hands over, slots (ids)
+ *   relay_conn.c    one connection: events, pumping both directions, ending
+ *   relay_accept.c  listening sockets: listen/unlisten/takeAccepted, the thread's accept
+ *   relay_dial.c    dial/redial, and the thread's non-blocking connect
+ *   relay_pool.c    the shared free list of empty pipes
+ *   relay_wheel.c   idle (and connect) timers
  *
  * Ownership: a connection is created by add() on the JS thread, belongs to the
  * epoll thread from the moment it is adopted until it has ended, and is freed
@@ -15,8 +21,10 @@
 #ifndef SWITCHYARD_RELAY_H
 #define SWITCHYARD_RELAY_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +39,21 @@
 enum relay_reason { RELAY_CLOSED, RELAY_CLIENT_ERROR, RELAY_TARGET_ERROR, RELAY_IDLE_TIMEOUT, RELAY_SHUTDOWN };
 
 enum { SIDE_CLIENT = 0, SIDE_TARGET = 1 };
+
+/* Mirrored by DIAL_FAILURES in native/relay.ts. */
+enum relay_dial_failure { DIAL_REFUSED, DIAL_TIMEOUT, DIAL_ERROR };
+
+/* Mirrored by EVENT_KINDS in native/relay.ts. */
+enum relay_event_kind { EVENT_NONE, EVENT_CONNECTED, EVENT_DIAL_FAILED };
+
+enum relay_state {
+  CONN_RELAYING, /* both sockets connected: bytes move */
+  CONN_DIALLING, /* the thread's connect() to the target is in progress */
+  CONN_WAITING,  /* a connect failed: JS says where next (redial) or gives up (shutdown) */
+};
+
+/* Epoll tags: a connection's address with its side in bit 0; a listener's with bit 1 set. */
+#define RELAY_TAG_LISTENER ((uintptr_t)2)
 
 /* Direction s reads fd[s] and writes fd[!s]: dir[SIDE_CLIENT] carries client -> target. */
 struct relay_dir {
@@ -52,7 +75,12 @@ struct relay_dir {
 };
 
 struct relay_conn {
-  int fd[2];
+  int fd[2]; /* fd[SIDE_TARGET] is -1 while no connect is in progress (CONN_WAITING) */
+  enum relay_state state; /* thread-owned once adopted */
+  /* Where the thread connects (dial, redial): set before it is handed over, read by the thread. */
+  struct sockaddr_storage dial_addr;
+  socklen_t dial_len;
+  int64_t dial_timeout_ms;
   /* Edge-triggered readiness: set by an event, cleared by EAGAIN. */
   bool readable[2], writable[2];
   struct relay_dir dir[2];
@@ -69,6 +97,16 @@ struct relay_conn {
 
   /* Under relay.mu: relay.shut (shutdown(id) asked, not yet done). */
   struct relay_link shut;
+  /* Under relay.mu: relay.redials, with where to (copied to dial_addr by the thread). */
+  struct relay_link redial;
+  struct sockaddr_storage redial_addr;
+  socklen_t redial_len;
+  int64_t redial_timeout_ms;
+  /* Under relay.mu: relay.events (one at a time: a connect's outcome), for the JS thread. */
+  struct relay_conn *event_next;
+  enum relay_event_kind event;
+  enum relay_dial_failure dial_failure;
+  int dial_err;
   /* relay.adds, relay.discards, relay.done (under relay.mu) or the thread's relay.zombies. */
   struct relay_conn *next;
 
@@ -85,11 +123,32 @@ struct relay_slot {
   uint32_t next_free;
 };
 
+/* A listening socket the thread accepts on (relay_accept.c). The fd is JS's: unlisten() before closing it. */
+struct relay_listener {
+  int fd;
+  uint32_t tag;
+  bool local; /* getsockname() of each connection accepted (the access log, routing by address, PROXY headers) */
+  bool removed; /* under relay.listen_mu: unlisten() ran; the thread accepts no more */
+  bool resting; /* thread: taken off epoll for a while (out of fds with no reserve) */
+  struct relay_link rest; /* relay.resting (thread) */
+  struct relay_listener *next; /* relay.listeners (JS thread), then relay.unlistened (under mu) */
+};
+
+/* A connection accepted by the thread, or (fd < 0) a refusal, waiting for takeAccepted(). */
+struct relay_accepted {
+  int fd;
+  int err; /* fd < 0: the accept that failed (EMFILE ...), counted for JS */
+  uint32_t tag;
+  struct sockaddr_storage peer, local;
+  bool has_local;
+};
+
 struct relay {
   /* Fixed at creation. */
   napi_env env;
   napi_threadsafe_function tsfn;
   bool force_copy; /* tests: every direction takes the recv()/send() path */
+  int keep_idle_s, keep_interval_s, keep_probes; /* keepalive of the sockets dial() connects */
 
   /* JS thread only. */
   bool started, closed, hooked;
@@ -111,7 +170,19 @@ struct relay {
   size_t live;
   /* Under mu: ended connections waiting for the JS thread. */
   struct relay_conn *done, **done_tail;
+  /* Under mu: connections with a connect's outcome for the JS thread. */
+  struct relay_conn *events, **events_tail;
+  struct relay_link redials;
+  /* Under mu: accepted connections for takeAccepted(); unlistened listeners for the thread to free. */
+  struct relay_accepted *accepted;
+  size_t naccepted, cap_accepted;
+  struct relay_listener *unlistened;
   bool notify_pending;
+  /* JS thread: the listeners accepted on. */
+  struct relay_listener *listeners;
+  uint32_t next_tag;
+  /* Held by the thread while it accepts on a listener, and by unlisten(): none is accepted on after it. */
+  pthread_mutex_t listen_mu;
 
   /* Epoll thread only. */
   struct relay_pool pool;
@@ -119,6 +190,9 @@ struct relay {
   struct relay_link all, more;
   struct relay_conn *zombies, **zombies_tail; /* ended this turn; handed to JS at its end */
   int64_t now;
+  int reserve_fd; /* /dev/null, closed for a moment to accept and refuse a connection when out of fds */
+  struct relay_link resting;
+  int64_t rest_until;
   /* Read by JS for stats (relaxed atomics). */
   uint64_t buffers;       /* heap buffers held: toTarget/toClient not yet sent, copies */
   uint64_t copy_reads;    /* reads through a copy buffer instead of a pipe */
@@ -130,6 +204,8 @@ int relay_start(struct relay *r, const char **syscall); /* 0, or an errno and th
 /* Joins the thread, then closes every fd it still held (connections left get no done()). */
 void relay_stop(struct relay *r);
 void relay_wake(struct relay *r);
+/* Under mu: the tsfn is called once for whatever JS has waiting (ends, events, accepted). */
+void relay_notify_locked(struct relay *r);
 /* Under mu; 0 or an errno. Sets c->id and c->seq. */
 int relay_slot_alloc(struct relay *r, struct relay_conn *c);
 void relay_slot_free(struct relay *r, struct relay_conn *c);
@@ -152,6 +228,35 @@ void conn_idle_due(struct relay *r, struct relay_conn *c);
 void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, int err);
 /* Any thread, once nobody else can touch it: closes its fds and frees it. */
 void conn_free(struct relay_conn *c, bool close_fds);
+/* From CONN_DIALLING once connected: watched for everything, timers set, pumped. */
+void conn_begin(struct relay *r, struct relay_conn *c);
+
+/* relay_dial.c (epoll thread) */
+void dial_start(struct relay *r, struct relay_conn *c);
+void dial_event(struct relay *r, struct relay_conn *c, uint32_t events);
+void dial_timed_out(struct relay *r, struct relay_conn *c);
+void dial_take_redials(struct relay *r, struct relay_link *redials);
+
+/* relay_accept.c (epoll thread) */
+void accept_ready(struct relay *r, struct relay_listener *l);
+/* Listeners back on epoll once their rest is over; frees the unlistened. */
+void accept_turn(struct relay *r);
+int accept_timeout_ms(const struct relay *r, int timeout);
+void accept_stop(struct relay *r); /* the thread is gone: frees what it held */
+
+/* N-API methods (JS thread), registered by relay_napi.c. */
+struct relay *relay_get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed);
+napi_value relay_m_listen(napi_env env, napi_callback_info info);
+napi_value relay_m_unlisten(napi_env env, napi_callback_info info);
+napi_value relay_m_take_accepted(napi_env env, napi_callback_info info);
+napi_value relay_m_dial(napi_env env, napi_callback_info info);
+napi_value relay_m_redial(napi_env env, napi_callback_info info);
+/* relay_napi.c: argument readers (throw and return false). */
+bool relay_get_bytes(napi_env env, napi_value value, const char *name, struct relay_dir *d);
+bool relay_get_idle(napi_env env, napi_value value, int64_t *idle);
+/* relay_napi.c: a new connection's slot, its registration and its place on the adds list (JS thread). */
+napi_value relay_submit(napi_env env, struct relay *r, struct relay_conn *c);
+struct relay_conn *relay_conn_new(napi_env env, int client, int target, int64_t idle);
 
 static inline uint64_t relay_stat_get(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 static inline void relay_stat_add(uint64_t *v, int64_t d) { __atomic_fetch_add(v, (uint64_t)d, __ATOMIC_RELAXED); }

@@ -1,15 +1,21 @@
-// Typed facade over the relay (native/relay*.c): established TCP connections
-// carried by an epoll thread of the addon's, with splice() through pipes,
-// while JS keeps accept, routing, connect, limits and the access log.
+// Typed facade over the relay (native/relay*.c): TCP connections carried by
+// an epoll thread of the addon's, with splice() through pipes, while JS keeps
+// routing, balancing, limits and the access log.
 //
-// One Relay per process. add() takes over both sockets' fds (dup them from
-// the net.Socket, then destroy it: common/socket-fd.ts, dupFd) and closes them
-// when the connection ends; done() then runs once, on the JS thread, never
-// within add(). A failing add() throws a SyscallError and leaves both fds open
-// and the caller's, to carry the connection the JS way instead.
+// One Relay per process. Two ways in:
+// - listen() has the thread accept on a listening socket; JS gets each
+//   connection's fd and addresses, picks a target and dial()s it: the thread
+//   connects (reporting connected or failed, when JS may redial() elsewhere)
+//   and carries the connection.
+// - add() takes over an established pair's fds (dup them from the net.Socket,
+//   then destroy it: common/socket-fd.ts, dupFd).
+// Either way the relay closes the fds when the connection ends; done() then
+// runs once, on the JS thread, never within add() or dial(). A failing add()
+// or dial() throws a SyscallError and leaves the fds open and the caller's.
 import { getSystemErrorName } from "node:util";
 
-import { addon } from "./index.js";
+import { addon, closeFd } from "./index.js";
+import { KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES } from "../common/tcp-keepalive.js";
 
 export type RelayEndReason = "closed" | "client_error" | "target_error" | "idle_timeout" | "shutdown";
 
@@ -18,6 +24,46 @@ const REASONS: readonly RelayEndReason[] = ["closed", "client_error", "target_er
 
 /** Fields per connection in a batch from the addon: id, reason, bytesIn, bytesOut, errno. */
 const END_FIELDS = 5;
+/** Fields per connect outcome: kind (enum relay_event_kind), id, failure (enum relay_dial_failure), errno. */
+const EVENT_FIELDS = 4;
+const EVENT_CONNECTED = 1;
+/** Indexed by enum relay_dial_failure (native/relay.h). */
+const DIAL_FAILURES: readonly DialFailure[] = ["refused", "timeout", "error"];
+/** Fields per record of takeAccepted(): fd, listener tag, address (errno name when fd is -1), port, localAddress, localPort. */
+const ACCEPTED_FIELDS = 6;
+
+export type DialFailure = "refused" | "timeout" | "error";
+
+/** A connection the relay's thread accepted: its fd is the caller's until dial() (or closeFd). */
+export interface Accepted {
+  fd: number;
+  address: string | undefined;
+  port: number | undefined;
+  /** Only when listen() asked for it (one getsockname per connection). */
+  localAddress: string | undefined;
+  localPort: number | undefined;
+}
+
+export interface RelayListener {
+  accepted(a: Accepted): void;
+  /** An accept that failed (EMFILE, ENFILE ...): when out of fds, the connection was closed at once. */
+  refused(code: string): void;
+}
+
+/** What a connection's owner hears: its connect's outcomes (dial() only), then its end. */
+export interface RelayWatcher {
+  connected?(): void;
+  /** The connect failed; the client waits: redial() it elsewhere, or shutdown() it. */
+  dialFailed?(reason: DialFailure, code: string): void;
+  done(end: RelayEnd): void;
+}
+
+export interface RelayDialOptions {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number | null;
+  /** Bytes for the target before any of the client's (a PROXY header). */
+  toTarget?: Buffer;
+}
 
 export interface RelayEnd {
   reason: RelayEndReason;
@@ -72,6 +118,11 @@ export interface RelayStats {
 
 interface NativeRelay {
   add(clientFd: number, targetFd: number, idleTimeoutMs: number, toTarget?: Buffer, toClient?: Buffer): number;
+  dial(clientFd: number, host: string, port: number, connectTimeoutMs: number, idleTimeoutMs: number, toTarget?: Buffer): number;
+  redial(id: number, host: string, port: number, connectTimeoutMs: number): boolean;
+  listen(fd: number, wantLocal: boolean): number;
+  unlisten(tag: number): boolean;
+  takeAccepted(): (number | string | undefined)[];
   shutdown(id: number): void;
   shutdownAll(): void;
   close(): void;
@@ -79,24 +130,77 @@ interface NativeRelay {
 }
 
 interface RelayBinding {
-  relayCreate(onEnds: (ends: Float64Array) => void, maxFreePipes: number, pipeSize: number, forceCopy: boolean): NativeRelay;
+  relayCreate(
+    onEvents: (ends: Float64Array, events: Float64Array, accepted: boolean) => void,
+    maxFreePipes: number,
+    pipeSize: number,
+    forceCopy: boolean,
+    keepAliveIdleS: number,
+    keepAliveIntervalS: number,
+    keepAliveProbes: number,
+  ): NativeRelay;
 }
 
 export const DEFAULT_MAX_FREE_PIPES = 64;
 
+function checkIdle(idle: number | null): void {
+  if (idle !== null && !(Number.isInteger(idle) && idle >= 1)) throw new RangeError(`The "idleTimeoutMs" option must be an integer >= 1 or null; got ${idle}`);
+}
+
 export class Relay {
   private readonly native: NativeRelay;
-  private readonly pending = new Map<number, (end: RelayEnd) => void>();
+  private readonly pending = new Map<number, RelayWatcher>();
+  private readonly listeners = new Map<number, RelayListener>();
 
   constructor(opts: RelayOptions = {}) {
     // The addon's threadsafe function holds this callback, so `this`, so `native`:
     // the native side stays alive until close() releases the function.
     this.native = (addon as unknown as RelayBinding).relayCreate(
-      (ends) => this.ended(ends),
+      (ends, events, accepted) => this.delivered(ends, events, accepted),
       opts.maxFreePipes ?? DEFAULT_MAX_FREE_PIPES,
       opts.pipeSize ?? 0,
       opts.forceCopy ?? false,
+      KEEPALIVE_IDLE_S,
+      KEEPALIVE_INTERVAL_S,
+      KEEPALIVE_PROBES,
     );
+  }
+
+  /**
+   * The thread accepts on `fd` (a listening TCP socket, which stays the
+   * caller's: unlisten() before closing it) and hands each connection to
+   * `listener` on the JS thread. `wantLocal`: with its local address (one
+   * getsockname each). Returns the tag for unlisten().
+   */
+  listen(fd: number, wantLocal: boolean, listener: RelayListener): number {
+    const tag = this.native.listen(fd, wantLocal);
+    this.listeners.set(tag, listener);
+    return tag;
+  }
+
+  /** No connection is accepted on it once this returns; those accepted before are handed to its listener now. */
+  unlisten(tag: number): void {
+    this.native.unlisten(tag);
+    this.takeAccepted();
+    this.listeners.delete(tag);
+  }
+
+  /**
+   * Carries a client's connection (accepted by listen(), or any connected,
+   * non-blocking TCP socket) to `host` (an IP address) and `port`: the
+   * thread connects, then `watcher` hears connected() or dialFailed(), and
+   * done() at the end. Returns its id for redial() and shutdown().
+   */
+  dial(clientFd: number, host: string, port: number, opts: RelayDialOptions, watcher: RelayWatcher): number {
+    checkIdle(opts.idleTimeoutMs);
+    const id = this.native.dial(clientFd, host, port, opts.connectTimeoutMs, opts.idleTimeoutMs ?? -1, opts.toTarget);
+    this.pending.set(id, watcher);
+    return id;
+  }
+
+  /** After dialFailed(): connects the waiting client to another target. */
+  redial(id: number, host: string, port: number, connectTimeoutMs: number): void {
+    this.native.redial(id, host, port, connectTimeoutMs);
   }
 
   /**
@@ -104,10 +208,9 @@ export class Relay {
    * connected TCP sockets (IPv4 or IPv6). Returns its id for shutdown().
    */
   add(clientFd: number, targetFd: number, opts: RelayAddOptions, done: (end: RelayEnd) => void): number {
-    const idle = opts.idleTimeoutMs;
-    if (idle !== null && !(Number.isInteger(idle) && idle >= 1)) throw new RangeError(`The "idleTimeoutMs" option must be an integer >= 1 or null; got ${idle}`);
-    const id = this.native.add(clientFd, targetFd, idle ?? -1, opts.toTarget, opts.toClient);
-    this.pending.set(id, done);
+    checkIdle(opts.idleTimeoutMs);
+    const id = this.native.add(clientFd, targetFd, opts.idleTimeoutMs ?? -1, opts.toTarget, opts.toClient);
+    this.pending.set(id, { done });
     return id;
   }
 
@@ -140,22 +243,64 @@ export class Relay {
     this.native.close();
   }
 
-  private ended(ends: Float64Array): void {
+  private takeAccepted(): void {
+    const records = this.native.takeAccepted();
+    for (let i = 0; i + ACCEPTED_FIELDS <= records.length; i += ACCEPTED_FIELDS) {
+      const fd = records[i] as number;
+      const listener = this.listeners.get(records[i + 1] as number);
+      if (fd < 0) {
+        listener?.refused(records[i + 2] as string);
+        continue;
+      }
+      const port = records[i + 3] as number;
+      const localPort = records[i + 5] as number;
+      const a: Accepted = {
+        fd,
+        address: records[i + 2] as string | undefined,
+        port: port < 0 ? undefined : port,
+        localAddress: records[i + 4] as string | undefined,
+        localPort: localPort < 0 ? undefined : localPort,
+      };
+      if (listener) listener.accepted(a);
+      else closeFd(fd);
+    }
+  }
+
+  /**
+   * One batch from the thread: accepted connections, connects' outcomes, then
+   * ends. A callback that throws does not keep the rest of the batch from
+   * being delivered; the first error is thrown as uncaught after.
+   */
+  private delivered(ends: Float64Array, events: Float64Array, accepted: boolean): void {
     let failed = false;
     let first: unknown;
+    if (accepted) {
+      try {
+        this.takeAccepted();
+      } catch (e) {
+        [failed, first] = [true, e];
+      }
+    }
+    for (let i = 0; i + EVENT_FIELDS <= events.length; i += EVENT_FIELDS) {
+      const watcher = this.pending.get(events[i + 1]!);
+      try {
+        if (events[i] === EVENT_CONNECTED) watcher?.connected?.();
+        else watcher?.dialFailed?.(DIAL_FAILURES[events[i + 2]!]!, getSystemErrorName(-events[i + 3]!));
+      } catch (e) {
+        if (!failed) [failed, first] = [true, e];
+      }
+    }
     for (let i = 0; i + END_FIELDS <= ends.length; i += END_FIELDS) {
       const id = ends[i]!;
-      const done = this.pending.get(id);
+      const watcher = this.pending.get(id);
       this.pending.delete(id);
       const errno = ends[i + 4]!;
       const end: RelayEnd = { reason: REASONS[ends[i + 1]!]!, bytesIn: ends[i + 2]!, bytesOut: ends[i + 3]! };
       if (errno !== 0) end.errno = getSystemErrorName(-errno);
       try {
-        done?.(end);
+        watcher?.done(end);
       } catch (e) {
-        // The rest of the batch still gets its done(); the first error is thrown as uncaught after.
-        if (!failed) first = e;
-        failed = true;
+        if (!failed) [failed, first] = [true, e];
       }
     }
     if (failed) process.nextTick(() => {

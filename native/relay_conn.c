@@ -149,6 +149,12 @@ void conn_pump(struct relay *r, struct relay_conn *c) {
 void conn_adopt(struct relay *r, struct relay_conn *c) {
   c->adopted = true;
   list_add_tail(&r->all, &c->all);
+  if (c->state == CONN_DIALLING) return dial_start(r, c);
+  conn_begin(r, c);
+}
+
+void conn_begin(struct relay *r, struct relay_conn *c) {
+  c->state = CONN_RELAYING;
   c->last_active = r->now;
   if (c->idle_ms >= 0) wheel_arm(&r->wheel, &c->timer, r->now + c->idle_ms);
   /* Watched for readiness from now, before the pump: an edge during it is not missed. */
@@ -159,11 +165,20 @@ void conn_adopt(struct relay *r, struct relay_conn *c) {
       return;
     }
   }
-  /* Events that came before adoption were dropped: every readiness flag starts set. */
+  /* Events that came before were dropped: every readiness flag starts set. */
+  for (int s = 0; s < 2; s++) c->readable[s] = c->writable[s] = true;
   conn_pump(r, c);
 }
 
 void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events) {
+  if (c->state != CONN_RELAYING) {
+    if (side == SIDE_TARGET) {
+      if (c->state == CONN_DIALLING) dial_event(r, c, events);
+      return;
+    }
+    /* The client, while no target is connected: only a reset ends it (its bytes, and a FIN, wait in the socket). */
+    if (!(events & EPOLLERR)) return;
+  }
   if (events & EPOLLERR) {
     /* A reset or a timeout ends it at once, also while a paused direction reads nothing. */
     int err = 0;
@@ -189,6 +204,7 @@ static bool in_flight(const struct relay_conn *c) {
 }
 
 void conn_idle_due(struct relay *r, struct relay_conn *c) {
+  if (c->state == CONN_DIALLING) return dial_timed_out(r, c);
   int64_t quiet_until = c->last_active + c->idle_ms;
   if (quiet_until > r->now)
     wheel_arm(&r->wheel, &c->timer, quiet_until);
@@ -204,10 +220,12 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
   c->reason = reason;
   c->err = err;
   for (int s = 0; s < 2; s++) {
-    /* Closing alone would leave the registration while a dup of the socket lives elsewhere. */
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
-    close(c->fd[s]);
-    c->fd[s] = -1;
+    /* No target fd while waiting for a redial. Closing alone would leave the registration while a dup lives elsewhere. */
+    if (c->fd[s] >= 0) {
+      epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
+      close(c->fd[s]);
+      c->fd[s] = -1;
+    }
     pool_give(&r->pool, &c->dir[s].pipe, c->dir[s].in_pipe == 0);
     drop_buffer(r, &c->dir[s]);
   }
@@ -217,6 +235,7 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
   pthread_mutex_lock(&r->mu);
   relay_slot_free(r, c);
   list_del(&c->shut);
+  list_del(&c->redial);
   pthread_mutex_unlock(&r->mu);
   /* Freed by the JS thread after done(): not before this turn's remaining events are handled. */
   c->next = NULL;

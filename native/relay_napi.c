@@ -1,12 +1,17 @@
 /*
  * The relay's JS side (native/relay.ts is its facade):
  *
- *   relayCreate(onEnds, maxFreePipes, pipeSize, forceCopy) -> {add, shutdown, shutdownAll, close, stats}
+ *   relayCreate(onEvents, maxFreePipes, pipeSize, forceCopy, keepAliveIdleS, keepAliveIntervalS, keepAliveProbes)
+ *     -> {add, dial, redial, listen, unlisten, takeAccepted, shutdown, shutdownAll, close, stats}
  *   add(clientFd, targetFd, idleMs or -1, toTarget?, toClient?) -> id
  *
- * onEnds(Float64Array of [id, reason, bytesIn, bytesOut, errno] per connection)
- * runs on the JS thread through a threadsafe function, which is ref'd only
- * while connections are open: the relay alone never keeps the process alive.
+ * onEvents(ends, events, accepted) runs on the JS thread through a threadsafe
+ * function: ends is a Float64Array of [id, reason, bytesIn, bytesOut, errno]
+ * per connection ended, events one of [kind, id, failure, errno] per connect
+ * that succeeded or failed (before the ends: a connection's connect comes
+ * before its end), and accepted whether takeAccepted() has something. The
+ * function is ref'd only while connections are open: the relay alone never
+ * keeps the process alive.
  * That function holds the facade, which holds this object: it is collected
  * only after close() has released the function (or at teardown).
  */
@@ -17,15 +22,17 @@
 
 #include "napi_util.h"
 #include "relay.h"
+#include "tcp.h"
 
 #define END_FIELDS 5
+#define EVENT_FIELDS 4
 /* IdleTimeoutMs allows far less (config/schema.ts); this only keeps the arithmetic in range. */
 #define MAX_IDLE_MS ((int64_t)1 << 40)
 #define MAX_ID (((int64_t)1 << 53) - 1)
 
 static void relay_cleanup_hook(void *arg);
 
-static struct relay *get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed) {
+struct relay *relay_get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed) {
   size_t argc = want;
   napi_value self;
   void *data = NULL;
@@ -39,55 +46,85 @@ static struct relay *get_self(napi_env env, napi_callback_info info, size_t want
   return r;
 }
 
-/* The threadsafe function's call: every connection on the done list, in one batch. */
-static void deliver(napi_env env, napi_value js_cb, void *context, void *data) {
-  (void)data;
-  struct relay *r = context;
-  if (env == NULL) return; /* teardown: relay_stop frees the list */
-  pthread_mutex_lock(&r->mu);
-  struct relay_conn *list = r->done;
-  r->done = NULL;
-  r->done_tail = &r->done;
-  r->notify_pending = false;
-  pthread_mutex_unlock(&r->mu);
-  size_t n = 0;
-  for (struct relay_conn *c = list; c != NULL; c = c->next) n++;
-  if (n == 0) return;
+static napi_value float64s(napi_env env, size_t n, double **fields) {
+  napi_value buffer, array;
+  if (napi_create_arraybuffer(env, n * sizeof(double), (void **)fields, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, n, buffer, 0, &array) != napi_ok)
+    return NULL;
+  return array;
+}
 
-  double *fields;
-  napi_value buffer, array, undefined;
-  if (napi_create_arraybuffer(env, n * END_FIELDS * sizeof(double), (void **)&fields, &buffer) != napi_ok ||
-      napi_create_typedarray(env, napi_float64_array, n * END_FIELDS, buffer, 0, &array) != napi_ok ||
-      napi_get_undefined(env, &undefined) != napi_ok) {
-    /* Out of JS memory: put them back and try again on a later turn of the loop. */
-    pthread_mutex_lock(&r->mu);
-    struct relay_conn **tail = &list;
+/* Out of JS memory: the lists go back in front of what came since, for a later turn of the loop. */
+static void put_back(struct relay *r, struct relay_conn *done, struct relay_conn *events) {
+  pthread_mutex_lock(&r->mu);
+  if (done != NULL) {
+    struct relay_conn **tail = &done;
     while (*tail != NULL) tail = &(*tail)->next;
     *tail = r->done;
     if (r->done == NULL) r->done_tail = tail;
-    r->done = list;
-    r->notify_pending = true;
-    pthread_mutex_unlock(&r->mu);
-    napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
+    r->done = done;
+  }
+  if (events != NULL) {
+    struct relay_conn **tail = &events;
+    while (*tail != NULL) tail = &(*tail)->event_next;
+    *tail = r->events;
+    if (r->events == NULL) r->events_tail = tail;
+    r->events = events;
+  }
+  r->notify_pending = false;
+  relay_notify_locked(r);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* The threadsafe function's call: every connection on the done and events lists, in one batch. */
+static void deliver(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)data;
+  struct relay *r = context;
+  if (env == NULL) return; /* teardown: relay_stop frees the lists */
+  pthread_mutex_lock(&r->mu);
+  struct relay_conn *list = r->done, *events = r->events;
+  r->done = r->events = NULL;
+  r->done_tail = &r->done;
+  r->events_tail = &r->events;
+  r->notify_pending = false;
+  bool accepted = r->naccepted > 0;
+  pthread_mutex_unlock(&r->mu);
+  size_t n = 0, m = 0;
+  for (struct relay_conn *c = list; c != NULL; c = c->next) n++;
+  for (struct relay_conn *c = events; c != NULL; c = c->event_next) m++;
+  if (n == 0 && m == 0 && !accepted) return;
+
+  double *ends, *evs;
+  napi_value argv[3], undefined;
+  if ((argv[0] = float64s(env, n * END_FIELDS, &ends)) == NULL || (argv[1] = float64s(env, m * EVENT_FIELDS, &evs)) == NULL ||
+      napi_get_boolean(env, accepted, &argv[2]) != napi_ok || napi_get_undefined(env, &undefined) != napi_ok) {
+    put_back(r, list, events);
     return;
   }
   size_t i = 0;
+  for (struct relay_conn *c = events; c != NULL; c = c->event_next, i += EVENT_FIELDS) {
+    evs[i] = c->event;
+    evs[i + 1] = (double)c->id;
+    evs[i + 2] = c->dial_failure;
+    evs[i + 3] = c->dial_err;
+  }
+  i = 0;
   for (struct relay_conn *c = list, *next; c != NULL; c = next, i += END_FIELDS) {
     next = c->next;
-    fields[i] = (double)c->id;
-    fields[i + 1] = c->reason;
-    fields[i + 2] = (double)c->dir[SIDE_CLIENT].bytes;
-    fields[i + 3] = (double)c->dir[SIDE_TARGET].bytes;
-    fields[i + 4] = c->err;
+    ends[i] = (double)c->id;
+    ends[i + 1] = c->reason;
+    ends[i + 2] = (double)c->dir[SIDE_CLIENT].bytes;
+    ends[i + 3] = (double)c->dir[SIDE_TARGET].bytes;
+    ends[i + 4] = c->err;
     conn_free(c, false);
   }
   r->js_open -= n;
-  if (r->js_open == 0) napi_unref_threadsafe_function(env, r->tsfn);
+  if (n > 0 && r->js_open == 0) napi_unref_threadsafe_function(env, r->tsfn);
   /* A throw is Node's to report (the facade rethrows its callbacks' errors on a later tick). */
-  napi_call_function(env, undefined, js_cb, 1, &array, NULL);
+  napi_call_function(env, undefined, js_cb, 3, argv, NULL);
 }
 
-static bool get_bytes(napi_env env, napi_value value, const char *name, struct relay_dir *d) {
+bool relay_get_bytes(napi_env env, napi_value value, const char *name, struct relay_dir *d) {
   napi_valuetype type;
   bool is_buffer;
   void *data;
@@ -104,6 +141,12 @@ static bool get_bytes(napi_env env, napi_value value, const char *name, struct r
   }
   memcpy(d->buf, data, len);
   d->buf_len = len;
+  return true;
+}
+
+bool relay_get_idle(napi_env env, napi_value value, int64_t *idle) {
+  if (!sy_get_int(env, value, "idleTimeoutMs", -1, MAX_IDLE_MS, idle)) return false;
+  if (*idle == 0) return sy_throw_arg(env, true, "idleTimeoutMs", "an integer >= 1, or -1 for none");
   return true;
 }
 
@@ -124,26 +167,12 @@ static napi_value throw_freeing(napi_env env, struct relay_conn *c, int err, con
   return sy_throw_errno(env, err, syscall, detail);
 }
 
-/* On any failure the fds stay open and the caller's (to carry the connection some other way). */
-static napi_value m_add(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  struct relay *r = get_self(env, info, 5, argv, false);
-  int client, target;
-  int64_t idle;
-  if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !sy_get_fd(env, argv[1], "targetFd", &target) ||
-      !sy_get_int(env, argv[2], "idleTimeoutMs", -1, MAX_IDLE_MS, &idle))
-    return NULL;
-  if (idle == 0) {
-    sy_throw_arg(env, true, "idleTimeoutMs", "an integer >= 1, or -1 for none");
-    return NULL;
-  }
-  if (client == target) {
-    sy_throw_arg(env, false, "targetFd", "another fd than clientFd");
-    return NULL;
-  }
-
+struct relay_conn *relay_conn_new(napi_env env, int client, int target, int64_t idle) {
   struct relay_conn *c = calloc(1, sizeof *c);
-  if (c == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay connection");
+  if (c == NULL) {
+    sy_throw_errno(env, ENOMEM, "calloc", "relay connection");
+    return NULL;
+  }
   c->fd[SIDE_CLIENT] = client;
   c->fd[SIDE_TARGET] = target;
   for (int s = 0; s < 2; s++) {
@@ -151,11 +180,11 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
     c->dir[s].pipe.r = c->dir[s].pipe.w = -1;
   }
   c->idle_ms = idle;
-  if (!get_bytes(env, argv[3], "toTarget", &c->dir[SIDE_CLIENT]) || !get_bytes(env, argv[4], "toClient", &c->dir[SIDE_TARGET])) {
-    conn_free(c, false);
-    return NULL;
-  }
-  if (set_nonblock(client) != 0 || set_nonblock(target) != 0) return throw_freeing(env, c, errno, "fcntl", "O_NONBLOCK");
+  return c;
+}
+
+/* Frees c on failure; its fds stay open and the caller's. */
+napi_value relay_submit(napi_env env, struct relay *r, struct relay_conn *c) {
   const char *syscall = NULL;
   int err = r->started ? 0 : relay_start(r, &syscall);
   if (err != 0) return throw_freeing(env, c, err, syscall, NULL);
@@ -171,9 +200,9 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
     pthread_mutex_unlock(&r->mu);
     return throw_freeing(env, c, err, "epoll_ctl", NULL);
   }
-  if (watch(r, c, SIDE_TARGET) != 0) {
+  if (c->fd[SIDE_TARGET] >= 0 && watch(r, c, SIDE_TARGET) != 0) {
     err = errno;
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, client, NULL);
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[SIDE_CLIENT], NULL);
     /* The thread may hold an event for the client from before the DEL: it frees c after that batch. */
     for (int s = 0; s < 2; s++) {
       free(c->dir[s].buf);
@@ -208,9 +237,32 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* On any failure the fds stay open and the caller's (to carry the connection some other way). */
+static napi_value m_add(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  struct relay *r = relay_get_self(env, info, 5, argv, false);
+  int client, target;
+  int64_t idle;
+  if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !sy_get_fd(env, argv[1], "targetFd", &target) ||
+      !relay_get_idle(env, argv[2], &idle))
+    return NULL;
+  if (client == target) {
+    sy_throw_arg(env, false, "targetFd", "another fd than clientFd");
+    return NULL;
+  }
+  struct relay_conn *c = relay_conn_new(env, client, target, idle);
+  if (c == NULL) return NULL;
+  if (!relay_get_bytes(env, argv[3], "toTarget", &c->dir[SIDE_CLIENT]) || !relay_get_bytes(env, argv[4], "toClient", &c->dir[SIDE_TARGET])) {
+    conn_free(c, false);
+    return NULL;
+  }
+  if (set_nonblock(client) != 0 || set_nonblock(target) != 0) return throw_freeing(env, c, errno, "fcntl", "O_NONBLOCK");
+  return relay_submit(env, r, c);
+}
+
 static napi_value m_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  struct relay *r = get_self(env, info, 1, argv, true);
+  struct relay *r = relay_get_self(env, info, 1, argv, true);
   int64_t id;
   if (r == NULL || !sy_get_int(env, argv[0], "id", 0, MAX_ID, &id) || r->closed) return NULL;
   pthread_mutex_lock(&r->mu);
@@ -222,7 +274,7 @@ static napi_value m_shutdown(napi_env env, napi_callback_info info) {
 }
 
 static napi_value m_shutdown_all(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL, true);
+  struct relay *r = relay_get_self(env, info, 0, NULL, true);
   if (r == NULL || !r->started) return NULL;
   pthread_mutex_lock(&r->mu);
   r->shut_all_before = r->seq + 1;
@@ -232,7 +284,7 @@ static napi_value m_shutdown_all(napi_env env, napi_callback_info info) {
 }
 
 static napi_value m_close(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL, true);
+  struct relay *r = relay_get_self(env, info, 0, NULL, true);
   if (r == NULL || r->closed) return NULL;
   if (r->js_open > 0) {
     char msg[96];
@@ -256,7 +308,7 @@ static bool set_stat(napi_env env, napi_value obj, const char *name, uint64_t v)
 }
 
 static napi_value m_stats(napi_env env, napi_callback_info info) {
-  struct relay *r = get_self(env, info, 0, NULL, true);
+  struct relay *r = relay_get_self(env, info, 0, NULL, true);
   if (r == NULL) return NULL;
   pthread_mutex_lock(&r->mu);
   uint64_t live = r->live;
@@ -285,6 +337,7 @@ static void relay_free(napi_env env, struct relay *r) {
   pool_destroy(&r->pool);
   if (r->hooked) napi_remove_env_cleanup_hook(env, relay_cleanup_hook, r);
   pthread_mutex_destroy(&r->mu);
+  pthread_mutex_destroy(&r->listen_mu);
   free(r->slots);
   free(r);
 }
@@ -295,33 +348,47 @@ static void relay_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value relay_create(napi_env env, napi_callback_info info) {
-  SY_ARGS(env, info, 4, argv);
+  SY_ARGS(env, info, 7, argv);
   napi_valuetype type;
-  int64_t max_free, pipe_size;
+  int64_t max_free, pipe_size, keep_idle, keep_interval, keep_probes;
   bool force_copy;
   NAPI_CALL(env, napi_typeof(env, argv[0], &type));
   if (type != napi_function) {
-    sy_throw_arg(env, false, "onEnds", "of type function");
+    sy_throw_arg(env, false, "onEvents", "of type function");
     return NULL;
   }
   if (!sy_get_int(env, argv[1], "maxFreePipes", 0, 65536, &max_free) ||
-      !sy_get_int(env, argv[2], "pipeSize", 0, 1 << 30, &pipe_size))
+      !sy_get_int(env, argv[2], "pipeSize", 0, 1 << 30, &pipe_size) ||
+      !sy_get_int(env, argv[4], "keepAliveIdleS", 1, SY_KEEPALIVE_TIME_MAX, &keep_idle) ||
+      !sy_get_int(env, argv[5], "keepAliveIntervalS", 1, SY_KEEPALIVE_TIME_MAX, &keep_interval) ||
+      !sy_get_int(env, argv[6], "keepAliveProbes", 1, SY_KEEPALIVE_PROBES_MAX, &keep_probes))
     return NULL;
   NAPI_CALL(env, napi_get_value_bool(env, argv[3], &force_copy));
 
   struct relay *r = calloc(1, sizeof *r);
   if (r == NULL) return sy_throw_errno(env, ENOMEM, "calloc", "relay");
   r->force_copy = force_copy;
-  r->epfd = r->evfd = -1;
+  r->keep_idle_s = (int)keep_idle;
+  r->keep_interval_s = (int)keep_interval;
+  r->keep_probes = (int)keep_probes;
+  r->epfd = r->evfd = r->reserve_fd = -1;
   r->free_slot = RELAY_NO_SLOT;
   r->adds_tail = &r->adds;
   r->done_tail = &r->done;
+  r->events_tail = &r->events;
   r->zombies_tail = &r->zombies;
   list_init(&r->shut);
+  list_init(&r->redials);
+  list_init(&r->resting);
   list_init(&r->all);
   list_init(&r->more);
   int err = pthread_mutex_init(&r->mu, NULL);
   if (err != 0) {
+    free(r);
+    return sy_throw_errno(env, err, "pthread_mutex_init", NULL);
+  }
+  if ((err = pthread_mutex_init(&r->listen_mu, NULL)) != 0) {
+    pthread_mutex_destroy(&r->mu);
     free(r);
     return sy_throw_errno(env, err, "pthread_mutex_init", NULL);
   }
@@ -340,8 +407,16 @@ static napi_value relay_create(napi_env env, napi_callback_info info) {
   NAPI_CALL_GOTO(env, napi_wrap(env, self, r, relay_finalize, NULL, NULL), fail_tsfn);
   /* From here on the finalizer owns r. */
   napi_property_descriptor methods[] = {
-      SY_FN("add", m_add),         SY_FN("shutdown", m_shutdown), SY_FN("shutdownAll", m_shutdown_all),
-      SY_FN("close", m_close),     SY_FN("stats", m_stats),
+      SY_FN("add", m_add),
+      SY_FN("dial", relay_m_dial),
+      SY_FN("redial", relay_m_redial),
+      SY_FN("listen", relay_m_listen),
+      SY_FN("unlisten", relay_m_unlisten),
+      SY_FN("takeAccepted", relay_m_take_accepted),
+      SY_FN("shutdown", m_shutdown),
+      SY_FN("shutdownAll", m_shutdown_all),
+      SY_FN("close", m_close),
+      SY_FN("stats", m_stats),
   };
   NAPI_CALL(env, napi_define_properties(env, self, sizeof methods / sizeof methods[0], methods));
   return self;

@@ -5,7 +5,7 @@ import test from "ava";
 import { AggregatorRegistry, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import { WorkerMetrics } from "../worker/metrics.js";
 import { parseConfigText } from "../config/load.js";
-import type { ConnectionRecord } from "../worker/proxy.js";
+import type { ConnectionRecord } from "../worker/connection.js";
 import type { MetricFamily } from "../common/messages.js";
 
 const plan = parseConfigText(JSON.stringify({ Apps: [{ Name: "web", Ports: [8080], Targets: ["127.0.0.1:9000", "127.0.0.1:9001"] }] }));

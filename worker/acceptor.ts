@@ -7,7 +7,10 @@ import { NameChoice, Router } from "./router.js";
 import { balancerFor, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
 import { DnsCache } from "./dns-cache.js";
-import { ProxiedConnection, type AppRuntime, type ProxyHooks } from "./proxy.js";
+import { ProxiedConnection } from "./proxy.js";
+import { RelayedConnection } from "./relayed-connection.js";
+import type { AppRuntime, Carried, ProxyHooks } from "./connection.js";
+import type { Accepted, Relay } from "../native/relay.js";
 import { countAcceptError } from "./metrics.js";
 import { CLIENT_AT_LIMIT, CLIENT_TABLE_FULL, closeFd, dupFd, type CounterTable } from "../native/index.js";
 import { clientKey } from "./client-key.js";
@@ -59,17 +62,25 @@ function lackingFds(n: number): string | undefined {
   }
 }
 
+/** A listening socket accepted on: by a Node server, or by the relay's thread (its tag there). */
+type Listening = { l: ReceivedListener; fd: number } & ({ server: net.Server } | { tag: number });
+
 /**
  * Accepts on the handed-over listening sockets and proxies each connection.
- * Closing a server here closes only this worker's copy of the fd: the
+ * Closing a socket here closes only this worker's copy of the fd: the
  * supervisor's copy keeps the socket, and its queue, alive.
+ *
+ * With the native relay, its thread accepts and connects (RelayedConnection),
+ * except on sockets where some app reads the client's first bytes in JS (a
+ * PROXY header, a TLS server name): there a Node server accepts
+ * (ProxiedConnection) and hands established connections to the relay.
  */
 export class Acceptor {
-  /** The servers accepting now, with the socket and the fd each listens on. */
-  private readonly servers: { server: net.Server; l: ReceivedListener; fd: number }[] = [];
-  /** While paused: a copy of each socket's fd, to listen on again. */
+  /** The sockets accepting now, with the fd each listens on. */
+  private readonly listening: Listening[] = [];
+  /** While paused: each socket's fd to listen on again (a copy for a Node server, whose close() closes its own). */
   private readonly paused = new Map<ReceivedListener, number>();
-  private readonly open = new Set<ProxiedConnection>();
+  private readonly open = new Set<Carried>();
   private readonly router: Router;
   private readonly runtimes = new Map<string, AppRuntime>();
   private idleWaiters: (() => void)[] = [];
@@ -81,9 +92,9 @@ export class Acceptor {
   /** stopAccepting() ran: accepting cannot resume. */
   private stopped = false;
   /** Connections counted in the shared table, by slot: released as they finish. */
-  private readonly counted = new Map<ProxiedConnection, number>();
+  private readonly counted = new Map<Carried, number>();
   /** Connections counted per client in the shared table, by bucket. */
-  private readonly clientCounted = new Map<ProxiedConnection, number>();
+  private readonly clientCounted = new Map<Carried, number>();
   private clientTableFull = false;
   /** Whether the last connection accepted found the worker at --max-connections. */
   private atLimit = false;
@@ -147,9 +158,30 @@ export class Acceptor {
     this.fdBase = fdsOpen();
   }
 
-  private listen(l: ReceivedListener, fd: number): Promise<void> {
+  /** Whether the relay's thread accepts on `l`: no app there needs the client's first bytes read in JS. */
+  private relayAccepts(l: ReceivedListener): boolean {
+    return this.hooks.relay !== null && this.appsOf(l).every((a) => a.serverNames.length === 0 && !a.acceptProxyProtocol);
+  }
+
+  private appsOf(l: ReceivedListener): Plan["apps"] {
+    return l.spec.apps.flatMap((name) => this.runtimes.get(name)?.app ?? []);
+  }
+
+  private async listen(l: ReceivedListener, fd: number): Promise<void> {
+    const relay = this.hooks.relay;
+    if (relay !== null && this.relayAccepts(l)) {
+      const apps = this.appsOf(l);
+      // Local addresses cost a getsockname each: only for the access log, routing among apps sharing the socket, PROXY headers out.
+      const wantLocal = this.hooks.wantsAddresses || apps.length > 1 || apps.some((a) => a.proxyProtocol !== null);
+      const tag = relay.listen(fd, wantLocal, {
+        accepted: (a) => this.acceptRelayed(relay, l, a),
+        refused: (code) => this.refused(code, l.spec.key),
+      });
+      this.listening.push({ l, fd, tag });
+      return;
+    }
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(l, socket));
-    this.servers.push({ server, l, fd });
+    this.listening.push({ server, l, fd });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       // libuv calls listen(2) again on the shared socket: keep the supervisor's backlog.
@@ -164,18 +196,39 @@ export class Acceptor {
     });
   }
 
-  private accept(l: ReceivedListener, socket: net.Socket): void {
+  /** Refused for want of fds (see FDS_PER_ACCEPT): the code, or undefined to go on; ends an episode of refusals that is over. */
+  private lacking(): string | undefined {
     // Each open connection holds about two fds (client, target); only near the limit is it worth two open(2)s.
     if (this.fdLimit !== undefined && this.fdBase + 2 * this.open.size + FD_CHECK_MARGIN >= this.fdLimit) {
       const code = lackingFds(FDS_PER_ACCEPT);
-      if (code !== undefined) {
-        socket.destroy();
-        return this.refused(code, l.spec.key);
-      }
+      if (code !== undefined) return code;
     }
     if (this.failing !== undefined && Date.now() - this.failing.lastAt >= ACCEPT_QUIET_MS) {
       this.log.warn({ event: "accept_resumed", count: this.failing.count });
       this.failing = undefined;
+    }
+    return undefined;
+  }
+
+  private acceptRelayed(relay: Relay, l: ReceivedListener, a: Accepted): void {
+    const code = this.lacking();
+    if (code !== undefined) {
+      closeFd(a.fd);
+      return this.refused(code, l.spec.key);
+    }
+    const route = this.router.route(l.spec.key, a);
+    // No app here reads a ClientHello (relayAccepts): a choice by name is its default.
+    const app = route instanceof NameChoice ? route.pick(undefined) : route;
+    this.hooks.onAccepted(app?.name);
+    const conn = new RelayedConnection(a, app && this.runtimes.get(app.name), this.health, relay, this.connHooks);
+    if (this.admitted(conn)) this.admit(conn, app);
+  }
+
+  private accept(l: ReceivedListener, socket: net.Socket): void {
+    const code = this.lacking();
+    if (code !== undefined) {
+      socket.destroy();
+      return this.refused(code, l.spec.key);
     }
     const route = this.router.route(l.spec.key, socket);
     const app = route instanceof NameChoice ? undefined : route;
@@ -183,6 +236,18 @@ export class Acceptor {
     // By server name, the app (and its count) is known once the ClientHello is read.
     if (!(route instanceof NameChoice)) this.hooks.onAccepted(app?.name);
     const conn = new ProxiedConnection(socket, runtime, this.health, this.connHooks);
+    if (!this.admitted(conn)) return;
+    if (route instanceof NameChoice) {
+      const byName = (): void => conn.readClientHello((serverName) => this.admitByName(conn, route, serverName));
+      return route.acceptProxyProtocol ? conn.readProxyHeader(byName) : byName();
+    }
+    // Behind a balancer the client is who its PROXY header says: limits wait for it.
+    if (app?.acceptProxyProtocol) return conn.readProxyHeader(() => this.admit(conn, app));
+    this.admit(conn, app);
+  }
+
+  /** Counts `conn` as open; false when the worker is at --max-connections (it is refused). */
+  private admitted(conn: Carried): boolean {
     // Counted before the check: the refused connection is accounted for like any other (access log, metrics).
     const full = this.maxConnections !== null && this.open.size >= this.maxConnections;
     if (full !== this.atLimit) {
@@ -192,14 +257,8 @@ export class Acceptor {
       else this.log.info({ event: "connection_limit_cleared", max_connections: this.maxConnections });
     }
     this.open.add(conn);
-    if (full) return conn.refuse("worker_limit");
-    if (route instanceof NameChoice) {
-      const byName = (): void => conn.readClientHello((serverName) => this.admitByName(conn, route, serverName));
-      return route.acceptProxyProtocol ? conn.readProxyHeader(byName) : byName();
-    }
-    // Behind a balancer the client is who its PROXY header says: limits wait for it.
-    if (app?.acceptProxyProtocol) return conn.readProxyHeader(() => this.admit(conn, app));
-    this.admit(conn, app);
+    if (full) conn.refuse("worker_limit");
+    return !full;
   }
 
   /** The app the ClientHello names (or the port's default); none: closed as no_app. */
@@ -212,14 +271,14 @@ export class Acceptor {
   }
 
   /** The app's limits, then the connection is carried. */
-  private admit(conn: ProxiedConnection, app: Plan["apps"][number] | undefined): void {
+  private admit(conn: Carried, app: Plan["apps"][number] | undefined): void {
     if (app?.maxConnections != null && !this.countIn(conn, app.name, app.maxConnections)) return conn.refuse("app_limit");
     if (app?.maxConnectionsPerClient != null && !this.countClient(conn, app.name, app.maxConnectionsPerClient)) return conn.refuse("client_limit");
     conn.start();
   }
 
   /** Counts `conn` for its client address over all workers; false when that client is at `limit`. */
-  private countClient(conn: ProxiedConnection, app: string, limit: number): boolean {
+  private countClient(conn: Carried, app: string, limit: number): boolean {
     const slot = this.counters?.slots[app];
     const address = conn.clientAddressSeen;
     if (slot === undefined || address === undefined) return true;
@@ -236,7 +295,7 @@ export class Acceptor {
   }
 
   /** Counts `conn` into its app's total over all workers; false when the app is at `limit`. */
-  private countIn(conn: ProxiedConnection, app: string, limit: number): boolean {
+  private countIn(conn: Carried, app: string, limit: number): boolean {
     const slot = this.counters?.slots[app];
     if (slot === undefined) return true;
     if (!this.counters!.table.acquire(slot, this.counters!.row, limit)) return false;
@@ -258,10 +317,19 @@ export class Acceptor {
   /** Stops accepting for good; open connections go on. Closes this worker's copies of the sockets only. */
   stopAccepting(): void {
     this.stopped = true;
-    // close() stops accepting at once; its callback would wait for the connections too.
-    for (const { server } of this.servers.splice(0)) server.close();
+    for (const listening of this.listening.splice(0)) {
+      // A server's close() stops accepting at once (its callback would wait for the connections too) and closes its fd.
+      if ("server" in listening) listening.server.close();
+      else this.unlisten(listening, true);
+    }
     for (const fd of this.paused.values()) closeFd(fd);
     this.paused.clear();
+  }
+
+  /** The relay's thread accepts no more on it: what it accepted before is taken now, not after the worker drained. */
+  private unlisten(listening: Listening & { tag: number }, close: boolean): void {
+    this.hooks.relay!.unlisten(listening.tag);
+    if (close) closeFd(listening.fd);
   }
 
   /**
@@ -270,9 +338,14 @@ export class Acceptor {
    * first to listen on again: one fd per socket either way.
    */
   pauseAccepting(): void {
-    for (const { server, l, fd } of this.servers.splice(0)) {
-      this.paused.set(l, dupFd(fd));
-      server.close();
+    for (const listening of this.listening.splice(0)) {
+      if ("server" in listening) {
+        this.paused.set(listening.l, dupFd(listening.fd));
+        listening.server.close();
+      } else {
+        this.unlisten(listening, false);
+        this.paused.set(listening.l, listening.fd);
+      }
     }
   }
 
@@ -286,7 +359,7 @@ export class Acceptor {
   }
 
   get accepting(): boolean {
-    return this.servers.length > 0;
+    return this.listening.length > 0;
   }
 
   /** Resolves once no connection is open. */

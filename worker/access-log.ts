@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import type { ConnectionRecord } from "./proxy.js";
+import type { ConnectionRecord } from "./connection.js";
 
 /**
  * One JSON line per finished connection, written to the pipe the supervisor

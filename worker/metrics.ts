@@ -1,6 +1,6 @@
 import type { MetricFamily, TargetState } from "../common/messages.js";
 import type { AppPlan, Target } from "../config/plan.js";
-import type { ConnectionRecord } from "./proxy.js";
+import type { ConnectionRecord } from "./connection.js";
 import type { ConnectFailure } from "./connect.js";
 
 type Labels = Record<string, string>;

@@ -1,7 +1,7 @@
 import type net from "node:net";
 import type { AppPlan, Target } from "../config/plan.js";
-import type { Balancer, OpenConnections } from "./balancers/index.js";
 import type { TargetHealth } from "./target-health.js";
+import { unmapIPv4, type AppRuntime, type Carried, type EndReason, type ProxyHooks } from "./connection.js";
 import { connectFirst, type AbortDial, type ConnectFailure } from "./connect.js";
 import { PAUSED_CHECK_MS, resetUnread, stillSending } from "./socket-checks.js";
 import { handOverToRelay } from "./relay-handover.js";
@@ -18,77 +18,11 @@ export const CLIENT_HELLO_TIMEOUT_MS = 5000;
 /** How long a client of an AcceptProxyProtocol app has to send its whole PROXY header. */
 export const PROXY_HEADER_TIMEOUT_MS = 5000;
 
-export type EndReason =
-  | "closed" // both sides finished normally
-  | "client_error"
-  | "target_error"
-  | "no_target" // every target refused or timed out
-  | "no_app" // no app serves the dialled address and port
-  | "idle_timeout" // no byte either way for the app's IdleTimeoutMs
-  | "worker_limit" // the worker already carried --max-connections
-  | "app_limit" // the app already had its MaxConnections open, over all workers
-  | "client_limit" // this client address already had the app's MaxConnectionsPerClient open
-  | "overload" // the worker was shedding load and could not connect it to a target in time
-  | "proxy_header" // AcceptProxyProtocol: no valid PROXY header within its bounds
-  | "client_hello" // a port shared by server name: no valid TLS ClientHello within its bounds
-  | "shutdown"; // cut off at the drain deadline
-
-/**
- * A dual-stack socket (the app socket in BPF mode) reports IPv4 clients as
- * `::ffff:a.b.c.d`; the access log says what the client dialled from: a.b.c.d.
- */
-export function unmapIPv4(address: string | undefined): string | undefined {
-  return address !== undefined && address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
-}
-
-export interface ConnectionRecord {
-  app: string | undefined;
-  clientAddress: string | undefined;
-  clientPort: number | undefined;
-  localPort: number | undefined;
-  target: string | undefined;
-  /** Bytes from client to target. */
-  bytesIn: number;
-  /** Bytes from target to client. */
-  bytesOut: number;
-  startedAt: number;
-  durationMs: number;
-  end: EndReason;
-}
-
-export interface ProxyHooks {
-  /**
-   * Whether records carry the client's address and the local port. Reading
-   * them costs a getpeername and a getsockname per connection, worth paying
-   * only when something (the access log) uses them.
-   */
-  readonly wantsAddresses: boolean;
-  /**
-   * Carries established connections' bytes (--data-path native): splice() on
-   * the addon's thread; null: Node streams (--data-path js).
-   */
-  readonly relay: Relay | null;
-  onUpstreamFailure(app: AppPlan, f: ConnectFailure): void;
-  onConnected(app: AppPlan, target: Target): void;
-  onFinished(record: ConnectionRecord, conn: ProxiedConnection): void;
-}
-
-export interface AppRuntime {
-  app: AppPlan;
-  balancer: Balancer;
-  /** This worker's open connections per target of the app, which some balancers read. */
-  open: OpenConnections;
-  /** Resolves the names among the app's targets (the worker's DnsCache). */
-  lookup: net.LookupFunction;
-  /** Whether a target of this app looks up, passively and to the supervisor's checks (TargetHealth). */
-  isUp: (t: Target) => boolean;
-}
-
 /**
  * Carries one client connection to a target: both directions piped with
  * backpressure, a half-close passed on, an error on either side closes both.
  */
-export class ProxiedConnection {
+export class ProxiedConnection implements Carried {
   private upstream: net.Socket | undefined;
   private finished = false;
   private endReason: EndReason = "closed";

@@ -1,0 +1,194 @@
+/*
+ * Connecting to targets on the relay's thread: JS picks the target, the thread
+ * makes the socket, connects without blocking and, once connected, carries the
+ * connection like any other. On loopback the handshake runs inside connect(2):
+ * here it costs the relay's thread, not the JS thread that routes the next one.
+ *
+ *   dial(clientFd, host, port, connectTimeoutMs, idleMs or -1, toTarget?) -> id
+ *   redial(id, host, port, connectTimeoutMs) -> whether the connection is still there
+ *
+ * host is an IP address (JS resolves names). Each connect's outcome is an
+ * event for JS (connected, or failed: refused, timeout, error with its errno);
+ * after a failure the connection waits, its client held, until JS redials it
+ * to the next target or shuts it down.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "napi_util.h"
+#include "relay.h"
+#include "tcp.h"
+
+/* ConnectTimeoutMs allows far less (config/schema.ts); this keeps the arithmetic in range. */
+#define MAX_CONNECT_TIMEOUT_MS ((int64_t)1 << 40)
+
+static void outcome(struct relay *r, struct relay_conn *c, enum relay_event_kind kind, enum relay_dial_failure f, int err) {
+  pthread_mutex_lock(&r->mu);
+  c->event = kind;
+  c->dial_failure = f;
+  c->dial_err = err;
+  c->event_next = NULL;
+  *r->events_tail = c;
+  r->events_tail = &c->event_next;
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void failed(struct relay *r, struct relay_conn *c, enum relay_dial_failure f, int err) {
+  wheel_disarm(&r->wheel, &c->timer);
+  int fd = c->fd[SIDE_TARGET];
+  if (fd >= 0) {
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+    c->fd[SIDE_TARGET] = -1;
+  }
+  c->state = CONN_WAITING;
+  outcome(r, c, EVENT_DIAL_FAILED, f, err);
+}
+
+static void connected(struct relay *r, struct relay_conn *c) {
+  wheel_disarm(&r->wheel, &c->timer);
+  outcome(r, c, EVENT_CONNECTED, DIAL_ERROR, 0);
+  conn_begin(r, c);
+}
+
+static enum relay_dial_failure failure_of(int err) { return err == ECONNREFUSED ? DIAL_REFUSED : DIAL_ERROR; }
+
+void dial_start(struct relay *r, struct relay_conn *c) {
+  int fd = socket(c->dial_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return failed(r, c, DIAL_ERROR, errno);
+  c->fd[SIDE_TARGET] = fd;
+  int one = 1;
+  const char *option;
+  /* The client leg's options come from its listening socket; the target leg gets the same. */
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+      sy_set_keepalive(fd, r->keep_idle_s, r->keep_interval_s, r->keep_probes, &option) != 0)
+    return failed(r, c, DIAL_ERROR, errno);
+  struct epoll_event ev = {.events = EPOLLOUT | EPOLLET, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)SIDE_TARGET)};
+  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int err = errno;
+    close(fd);
+    c->fd[SIDE_TARGET] = -1;
+    return failed(r, c, DIAL_ERROR, err);
+  }
+  if (connect(fd, (struct sockaddr *)&c->dial_addr, c->dial_len) == 0) return connected(r, c);
+  if (errno != EINPROGRESS) return failed(r, c, failure_of(errno), errno);
+  c->state = CONN_DIALLING;
+  wheel_arm(&r->wheel, &c->timer, r->now + c->dial_timeout_ms);
+}
+
+void dial_event(struct relay *r, struct relay_conn *c, uint32_t events) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(c->fd[SIDE_TARGET], SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) return failed(r, c, failure_of(err), err);
+  if (events & (EPOLLERR | EPOLLHUP)) return failed(r, c, DIAL_ERROR, ECONNRESET);
+  if (events & EPOLLOUT) connected(r, c);
+}
+
+void dial_timed_out(struct relay *r, struct relay_conn *c) { failed(r, c, DIAL_TIMEOUT, ETIMEDOUT); }
+
+void dial_take_redials(struct relay *r, struct relay_link *redials) {
+  for (;;) {
+    /* Under mu: redial() may change where to until the connection is off the list. */
+    pthread_mutex_lock(&r->mu);
+    struct relay_conn *c = list_empty(redials) ? NULL : RELAY_OWNER(redials->next, struct relay_conn, redial);
+    if (c != NULL) {
+      list_del(&c->redial);
+      c->dial_addr = c->redial_addr;
+      c->dial_len = c->redial_len;
+      c->dial_timeout_ms = c->redial_timeout_ms;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (c == NULL) return;
+    /* JS redials only after a failure's event; anything else is a stale request. */
+    if (!c->ended && c->state == CONN_WAITING) dial_start(r, c);
+  }
+}
+
+/* JS thread from here on. */
+
+static bool get_address(napi_env env, napi_value host, napi_value port, struct sockaddr_storage *ss, socklen_t *len) {
+  char text[INET6_ADDRSTRLEN + 1];
+  size_t n;
+  int64_t p;
+  napi_valuetype type;
+  if (!sy_napi_ok(env, napi_typeof(env, host, &type), "napi_typeof")) return false;
+  if (type != napi_string) return sy_throw_arg(env, false, "host", "of type string");
+  if (!sy_napi_ok(env, napi_get_value_string_latin1(env, host, text, sizeof text, &n), "napi_get_value_string_latin1")) return false;
+  if (!sy_get_int(env, port, "port", 1, 65535, &p)) return false;
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (n < sizeof text - 1 && inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    *len = sizeof *v4;
+    return true;
+  }
+  if (n < sizeof text - 1 && inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)p);
+    *len = sizeof *v6;
+    return true;
+  }
+  return sy_throw_arg(env, false, "host", "an IPv4 or IPv6 address");
+}
+
+napi_value relay_m_dial(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  struct relay *r = relay_get_self(env, info, 6, argv, false);
+  int client;
+  int64_t timeout, idle;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !get_address(env, argv[1], argv[2], &ss, &len) ||
+      !sy_get_int(env, argv[3], "connectTimeoutMs", 1, MAX_CONNECT_TIMEOUT_MS, &timeout) || !relay_get_idle(env, argv[4], &idle))
+    return NULL;
+  struct relay_conn *c = relay_conn_new(env, client, -1, idle);
+  if (c == NULL) return NULL;
+  c->state = CONN_DIALLING;
+  c->dial_addr = ss;
+  c->dial_len = len;
+  c->dial_timeout_ms = timeout;
+  if (!relay_get_bytes(env, argv[5], "toTarget", &c->dir[SIDE_CLIENT])) {
+    conn_free(c, false);
+    return NULL;
+  }
+  /* The relay's reads never block: a client fd from takeAccepted() is non-blocking already, and so is this then. */
+  int flags = fcntl(client, F_GETFL);
+  if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(client, F_SETFL, flags | O_NONBLOCK) != 0)) {
+    int err = errno;
+    conn_free(c, false);
+    return sy_throw_errno(env, err, "fcntl", "O_NONBLOCK");
+  }
+  return relay_submit(env, r, c);
+}
+
+napi_value relay_m_redial(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  struct relay *r = relay_get_self(env, info, 4, argv, false);
+  int64_t id, timeout;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (r == NULL || !sy_get_int(env, argv[0], "id", 0, ((int64_t)1 << 53) - 1, &id) || !get_address(env, argv[1], argv[2], &ss, &len) ||
+      !sy_get_int(env, argv[3], "connectTimeoutMs", 1, MAX_CONNECT_TIMEOUT_MS, &timeout))
+    return NULL;
+  pthread_mutex_lock(&r->mu);
+  struct relay_conn *c = relay_slot_find(r, (uint64_t)id);
+  if (c != NULL) {
+    c->redial_addr = ss;
+    c->redial_len = len;
+    c->redial_timeout_ms = timeout;
+    if (!list_linked(&c->redial)) list_add_tail(&r->redials, &c->redial);
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (c != NULL) relay_wake(r);
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, c != NULL, &result));
+  return result;
+}
