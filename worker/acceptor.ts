@@ -1,4 +1,3 @@
-import fs from "node:fs";
 import net from "node:net";
 import type { Plan, Target } from "../config/plan.js";
 import type { Logger } from "../common/log.js";
@@ -14,6 +13,7 @@ import type { Accepted, Relay } from "../native/relay.js";
 import { countAcceptError } from "./metrics.js";
 import { CLIENT_AT_LIMIT, CLIENT_TABLE_FULL, closeFd, dupFd, type CounterTable } from "../native/index.js";
 import { clientKey } from "./client-key.js";
+import { fdLimit, fdsOpen, lackingFds } from "./fd-headroom.js";
 
 const LISTEN_BACKLOG = 4096;
 
@@ -29,38 +29,6 @@ const FDS_PER_ACCEPT = 2;
 const FD_CHECK_MARGIN = 256;
 /** An episode of refusals ends at the first connection accepted this long after the last refusal: one line per episode, not per flap. */
 const ACCEPT_QUIET_MS = 1000;
-
-/** The soft RLIMIT_NOFILE (Node raises it to the hard limit at start-up); undefined if unknown or unlimited. */
-function fdLimit(): number | undefined {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync("/proc/self/limits", "utf8"));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function fdsOpen(): number {
-  try {
-    return fs.readdirSync("/proc/self/fd").length;
-  } catch {
-    return 0;
-  }
-}
-
-/** EMFILE or ENFILE when fewer than `n` fds can be opened now; undefined otherwise (or when it cannot tell). */
-function lackingFds(n: number): string | undefined {
-  const fds: number[] = [];
-  try {
-    for (let i = 0; i < n; i++) fds.push(fs.openSync("/dev/null", "r"));
-    return undefined;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === "EMFILE" || code === "ENFILE" ? code : undefined;
-  } finally {
-    for (const fd of fds) fs.closeSync(fd);
-  }
-}
 
 /** A listening socket accepted on: by a Node server, or by the relay's thread (its tag there). */
 type Listening = { l: ReceivedListener; fd: number } & ({ server: net.Server } | { tag: number });
