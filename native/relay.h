@@ -52,6 +52,13 @@ enum relay_state {
   CONN_WAITING,  /* a connect failed: JS says where next (redial) or gives up (shutdown) */
 };
 
+/* A target's address: IPv4 or IPv6 (a sockaddr_storage would add 200 bytes to every connection). */
+union relay_addr {
+  struct sockaddr sa;
+  struct sockaddr_in v4;
+  struct sockaddr_in6 v6;
+};
+
 /* Epoll tags: a connection's address with its side in bit 0; a listener's with bit 1 set. */
 #define RELAY_TAG_LISTENER ((uintptr_t)2)
 
@@ -78,11 +85,13 @@ struct relay_conn {
   int fd[2]; /* fd[SIDE_TARGET] is -1 while no connect is in progress (CONN_WAITING) */
   enum relay_state state; /* thread-owned once adopted */
   /* Where the thread connects (dial, redial): set before it is handed over, read by the thread. */
-  struct sockaddr_storage dial_addr;
+  union relay_addr dial_addr;
   socklen_t dial_len;
   int64_t dial_timeout_ms;
-  /* Edge-triggered readiness: set by an event, cleared by EAGAIN. */
+  /* Edge-triggered readiness: set by an event, cleared by EAGAIN (or a short read, see relay_conn.c). */
   bool readable[2], writable[2];
+  /* A FIN (or an error) may wait behind the bytes: read until EAGAIN, not only until a short read. */
+  bool greedy[2];
   struct relay_dir dir[2];
   int64_t idle_ms; /* -1: no idle timeout */
   int64_t last_active;
@@ -99,7 +108,7 @@ struct relay_conn {
   struct relay_link shut;
   /* Under relay.mu: relay.redials, with where to (copied to dial_addr by the thread). */
   struct relay_link redial;
-  struct sockaddr_storage redial_addr;
+  union relay_addr redial_addr;
   socklen_t redial_len;
   int64_t redial_timeout_ms;
   /* Under relay.mu: relay.events (one at a time: a connect's outcome), for the JS thread. */

@@ -94,9 +94,16 @@ static bool pump_dir(struct relay *r, struct relay_conn *c, int s) {
   for (;;) {
     if (pending(d)) {
       if (!c->writable[dst]) break;
+      bool copied = d->buf_off < d->buf_len;
+      size_t want = copied ? d->buf_len - d->buf_off : d->in_pipe;
       ssize_t n = write_out(c, s);
       if (n > 0) {
         wrote(r, c, s, (size_t)n);
+        /* send() took less than it was given: the socket's buffer is full, and EPOLLOUT will say when it has room. */
+        if (copied && (size_t)n < want) {
+          c->writable[dst] = false;
+          break;
+        }
       } else if (n == 0 || errno == EAGAIN) {
         c->writable[dst] = false; /* until EPOLLOUT */
         break;
@@ -123,10 +130,18 @@ static bool pump_dir(struct relay *r, struct relay_conn *c, int s) {
     ssize_t n = read_in(r, c, s);
     if (n > 0) {
       c->last_active = r->now;
+      /*
+       * recv() takes all the socket holds, up to the buffer's size: one that
+       * left room emptied it, and what arrives later is a new edge. So the
+       * recv() that would only say EAGAIN is not made, unless a FIN may wait
+       * behind these bytes with no edge of its own to come (greedy). A splice
+       * can stop short for want of pipe slots: it proves nothing.
+       */
+      if (!c->greedy[s] && d->in_pipe == 0 && d->buf_len < COPY_SIZE) c->readable[s] = false;
     } else if (n == 0) {
       d->eof = true;
     } else if (errno == EAGAIN) {
-      c->readable[s] = false; /* until EPOLLIN */
+      c->readable[s] = c->greedy[s] = false; /* until EPOLLIN */
       break;
     } else if (errno != EINTR) {
       conn_end(r, c, error_of(s), errno);
@@ -166,7 +181,7 @@ void conn_begin(struct relay *r, struct relay_conn *c) {
     }
   }
   /* Events that came before were dropped: every readiness flag starts set. */
-  for (int s = 0; s < 2; s++) c->readable[s] = c->writable[s] = true;
+  for (int s = 0; s < 2; s++) c->readable[s] = c->writable[s] = c->greedy[s] = true;
   conn_pump(r, c);
 }
 
@@ -191,6 +206,7 @@ void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events
   }
   /* After a hang-up, a read says EOF or the error, and a write with bytes pending says EPIPE. */
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable[side] = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->greedy[side] = true;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable[side] = true;
   conn_pump(r, c);
 }

@@ -59,7 +59,7 @@ static void connected(struct relay *r, struct relay_conn *c) {
 static enum relay_dial_failure failure_of(int err) { return err == ECONNREFUSED ? DIAL_REFUSED : DIAL_ERROR; }
 
 void dial_start(struct relay *r, struct relay_conn *c) {
-  int fd = socket(c->dial_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  int fd = socket(c->dial_addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) return failed(r, c, DIAL_ERROR, errno);
   c->fd[SIDE_TARGET] = fd;
   int one = 1;
@@ -75,7 +75,7 @@ void dial_start(struct relay *r, struct relay_conn *c) {
     c->fd[SIDE_TARGET] = -1;
     return failed(r, c, DIAL_ERROR, err);
   }
-  if (connect(fd, (struct sockaddr *)&c->dial_addr, c->dial_len) == 0) return connected(r, c);
+  if (connect(fd, &c->dial_addr.sa, c->dial_len) == 0) return connected(r, c);
   if (errno != EINPROGRESS) return failed(r, c, failure_of(errno), errno);
   c->state = CONN_DIALLING;
   wheel_arm(&r->wheel, &c->timer, r->now + c->dial_timeout_ms);
@@ -112,7 +112,7 @@ void dial_take_redials(struct relay *r, struct relay_link *redials) {
 
 /* JS thread from here on. */
 
-static bool get_address(napi_env env, napi_value host, napi_value port, struct sockaddr_storage *ss, socklen_t *len) {
+static bool get_address(napi_env env, napi_value host, napi_value port, union relay_addr *ss, socklen_t *len) {
   char text[INET6_ADDRSTRLEN + 1];
   size_t n;
   int64_t p;
@@ -122,8 +122,8 @@ static bool get_address(napi_env env, napi_value host, napi_value port, struct s
   if (!sy_napi_ok(env, napi_get_value_string_latin1(env, host, text, sizeof text, &n), "napi_get_value_string_latin1")) return false;
   if (!sy_get_int(env, port, "port", 1, 65535, &p)) return false;
   memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  struct sockaddr_in *v4 = &ss->v4;
+  struct sockaddr_in6 *v6 = &ss->v6;
   if (n < sizeof text - 1 && inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons((uint16_t)p);
@@ -144,7 +144,7 @@ napi_value relay_m_dial(napi_env env, napi_callback_info info) {
   struct relay *r = relay_get_self(env, info, 6, argv, false);
   int client;
   int64_t timeout, idle;
-  struct sockaddr_storage ss;
+  union relay_addr ss;
   socklen_t len;
   if (r == NULL || !sy_get_fd(env, argv[0], "clientFd", &client) || !get_address(env, argv[1], argv[2], &ss, &len) ||
       !sy_get_int(env, argv[3], "connectTimeoutMs", 1, MAX_CONNECT_TIMEOUT_MS, &timeout) || !relay_get_idle(env, argv[4], &idle))
@@ -173,7 +173,7 @@ napi_value relay_m_redial(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   struct relay *r = relay_get_self(env, info, 4, argv, false);
   int64_t id, timeout;
-  struct sockaddr_storage ss;
+  union relay_addr ss;
   socklen_t len;
   if (r == NULL || !sy_get_int(env, argv[0], "id", 0, ((int64_t)1 << 53) - 1, &id) || !get_address(env, argv[1], argv[2], &ss, &len) ||
       !sy_get_int(env, argv[3], "connectTimeoutMs", 1, MAX_CONNECT_TIMEOUT_MS, &timeout))
