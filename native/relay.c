@@ -20,12 +20,16 @@
  * connections that ended to the JS thread, which frees them. Not sooner: an
  * event later in the same batch may still name one (it finds `ended` set).
  *
- * add() registers the sockets in epoll itself, on the JS thread, so that a
- * failure throws there with the fds still the caller's, but watched for
- * nothing (RELAY_WATCH): only an error or a hang-up can come before the thread
- * has taken the add command, and it is dropped (`adopted` is false). Adoption
- * sets the watch, then pumps both directions as if every readiness had been
- * reported.
+ * add() and dial() register the sockets in epoll themselves, on the JS
+ * thread, so that a failure throws there with the fds still the caller's, but
+ * watched for nothing (RELAY_WATCH): only an error or a hang-up can come
+ * before the thread has taken the command, and it is only noted (`early`).
+ * Adoption sets the watch, then pumps both directions as if every readiness
+ * had been reported; a dial first connects (relay_dial.c), unless its client
+ * has reset meanwhile.
+ *
+ * Listening sockets (relay_accept.c) are watched level-triggered: a turn
+ * accepts a batch from each that is ready, the rest waits for the next turn.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,7 +114,12 @@ static void handle(struct relay *r, const struct epoll_event *e) {
   if (tag & RELAY_TAG_LISTENER) return accept_ready(r, (struct relay_listener *)(tag & ~RELAY_TAG_LISTENER));
   /* The low bit says which socket: connections are malloc'ed, so aligned. */
   struct relay_conn *c = (struct relay_conn *)(tag & ~(uintptr_t)1);
-  if (!c->adopted || c->ended) return;
+  if (c->ended) return;
+  if (!c->adopted) {
+    /* Only an error or a hang-up comes before adoption, which pumps as if every readiness had; a dial checks for it. */
+    c->early[tag & 1] |= e->events;
+    return;
+  }
   conn_event(r, c, (int)(tag & 1), e->events);
 }
 

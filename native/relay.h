@@ -92,6 +92,8 @@ struct relay_conn {
   bool readable[2], writable[2];
   /* A FIN (or an error) may wait behind the bytes: read until EAGAIN, not only until a short read. */
   bool greedy[2];
+  /* Thread-only: events of each side that came before adoption. */
+  uint32_t early[2];
   struct relay_dir dir[2];
   int64_t idle_ms; /* -1: no idle timeout */
   int64_t last_active;

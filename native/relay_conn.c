@@ -164,7 +164,12 @@ void conn_pump(struct relay *r, struct relay_conn *c) {
 void conn_adopt(struct relay *r, struct relay_conn *c) {
   c->adopted = true;
   list_add_tail(&r->all, &c->all);
-  if (c->state == CONN_DIALLING) return dial_start(r, c);
+  if (c->state == CONN_DIALLING) {
+    /* A client that reset before it was adopted (the event kept, not handled) costs no connect. */
+    if (c->early[SIDE_CLIENT] & EPOLLERR) conn_event(r, c, SIDE_CLIENT, EPOLLERR);
+    if (!c->ended) dial_start(r, c);
+    return;
+  }
   conn_begin(r, c);
 }
 
@@ -191,8 +196,6 @@ void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events
       if (c->state == CONN_DIALLING) dial_event(r, c, events);
       return;
     }
-    /* The client, while no target is connected: only a reset ends it (its bytes, and a FIN, wait in the socket). */
-    if (!(events & EPOLLERR)) return;
   }
   if (events & EPOLLERR) {
     /* A reset or a timeout ends it at once, also while a paused direction reads nothing. */
@@ -204,6 +207,8 @@ void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events
       return;
     }
   }
+  /* The client, while no target is connected: only a reset ends it (its bytes, and a FIN, wait in the socket). */
+  if (c->state != CONN_RELAYING) return;
   /* After a hang-up, a read says EOF or the error, and a write with bytes pending says EPIPE. */
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable[side] = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->greedy[side] = true;

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -113,7 +114,7 @@ void dial_take_redials(struct relay *r, struct relay_link *redials) {
 /* JS thread from here on. */
 
 static bool get_address(napi_env env, napi_value host, napi_value port, union relay_addr *ss, socklen_t *len) {
-  char text[INET6_ADDRSTRLEN + 1];
+  char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   size_t n;
   int64_t p;
   napi_valuetype type;
@@ -130,9 +131,18 @@ static bool get_address(napi_env env, napi_value host, napi_value port, union re
     *len = sizeof *v4;
     return true;
   }
+  /* A link-local address names its interface: fe80::1%eth0 (or %2). */
+  char *zone = strchr(text, '%');
+  if (zone != NULL) *zone++ = '\0';
   if (n < sizeof text - 1 && inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons((uint16_t)p);
+    if (zone != NULL) {
+      char *end;
+      unsigned long index = strtoul(zone, &end, 10);
+      v6->sin6_scope_id = *zone != '\0' && *end == '\0' ? (uint32_t)index : if_nametoindex(zone);
+      if (v6->sin6_scope_id == 0) return sy_throw_arg(env, false, "host", "an IPv6 address with a known interface after %");
+    }
     *len = sizeof *v6;
     return true;
   }

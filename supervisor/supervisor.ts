@@ -80,6 +80,7 @@ export class Supervisor {
       // After an upgrade adopted its predecessor's counters, spares started before hold the old table;
       // after an install, spares started before run the old code.
       fits: (launch) => launch.countersFd === this.counters.fd && launch.runsCurrentCode(),
+      busy: () => this.pool.starting !== undefined,
       log,
     });
     this.pool = new Pool({

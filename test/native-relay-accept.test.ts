@@ -106,7 +106,7 @@ test.serial("listen + dial: addresses handed over, the header first, bytes both 
   t.deepEqual(w.failures, []);
 });
 
-test.serial("without wantLocal no local address; an IPv6 target is dialled too", async (t) => {
+test.serial("without wantLocal no local address; an IPv6 target (with its interface) is dialled too", async (t) => {
   const relay = relayFor(t);
   const l = listeningFd(t);
   const server = net.createServer((s) => s.end("six")).listen(0, "::1");
@@ -117,7 +117,8 @@ test.serial("without wantLocal no local address; an IPv6 target is dialled too",
   const a = await q.next();
   t.deepEqual([a.localAddress, a.localPort], [undefined, undefined]);
   const w = new Watch();
-  relay.dial(a.fd, "::1", (server.address() as net.AddressInfo).port, { connectTimeoutMs: 2000, idleTimeoutMs: null }, w);
+  // With an interface named, as a link-local target would be.
+  relay.dial(a.fd, "::1%lo", (server.address() as net.AddressInfo).port, { connectTimeoutMs: 2000, idleTimeoutMs: null }, w);
   const reply = readUntilEnd(client);
   client.end();
   t.is(await reply, "six");
@@ -252,6 +253,7 @@ test.serial("bad arguments throw and leave the fd the caller's; no fd is left be
   t.throws(() => relay.dial(a.fd, "localhost", targetPort, { connectTimeoutMs: 1000, idleTimeoutMs: null }, new Watch()), { instanceOf: TypeError });
   t.throws(() => relay.dial(a.fd, "127.0.0.1", 0, { connectTimeoutMs: 1000, idleTimeoutMs: null }, new Watch()), { instanceOf: RangeError });
   t.throws(() => relay.dial(a.fd, "127.0.0.1", targetPort, { connectTimeoutMs: 0, idleTimeoutMs: null }, new Watch()), { instanceOf: RangeError });
+  t.throws(() => relay.dial(a.fd, "fe80::1%no-such-if0", targetPort, { connectTimeoutMs: 1000, idleTimeoutMs: null }, new Watch()), { instanceOf: TypeError, message: /known interface/ });
   closeFd(a.fd); // still the caller's: closing it is not an EBADF
   probe.destroy();
   const before = fdTable(process.pid).size;

@@ -23,12 +23,15 @@ export interface SpareOptions {
   launch(): WorkerLaunch;
   /** Whether a spare can still be adopted: it was started with what a worker needs now (the counters' fd, the code on disk). */
   fits(launch: WorkerLaunch): boolean;
+  /** A generation is being started: spares are filled after its cut-over, not while it needs the CPU. */
+  busy(): boolean;
   log: Logger;
 }
 
 /** A draining worker's place among the spares: it comes back, or it does not (it exited). */
 export interface SpareReservation {
-  returned(launch: WorkerLaunch): void;
+  /** True: kept as a spare; false: discarded (came too late, no room, or it no longer fits). */
+  returned(launch: WorkerLaunch): boolean;
   lost(): void;
 }
 
@@ -78,7 +81,7 @@ export class SpareWorkers {
     // Late (long connections keep it): no longer counted, and fill() starts a process for its place.
     const late = setTimeout(() => {
       this.coming.delete(late);
-      this.fill();
+      this.fillUnlessBusy();
     }, RECYCLE_WAIT_MS).unref();
     this.coming.add(late);
     let settled = false;
@@ -89,25 +92,34 @@ export class SpareWorkers {
     };
     return {
       returned: (launch) => {
-        if (settled) return launch.discard();
+        if (settled) {
+          launch.discard();
+          return false;
+        }
         settle();
-        this.keepReturned(launch);
+        return this.keepReturned(launch);
       },
       lost: () => {
         if (settled) return;
         settle();
-        this.fill();
+        this.fillUnlessBusy();
       },
     };
   }
 
+  /** A generation starting now fills the spares after its cut-over: starting processes in the middle of it would take its CPU. */
+  private fillUnlessBusy(): void {
+    if (!this.opts.busy()) this.fill();
+  }
+
   /** A recycled worker: a spare again if there is room for it (one started meanwhile may have taken its place). */
-  private keepReturned(launch: WorkerLaunch): void {
+  private keepReturned(launch: WorkerLaunch): boolean {
     if (this.stopped || this.idle.length >= this.opts.count || !this.opts.fits(launch) || !launch.running) {
       launch.discard();
-      return;
+      return false;
     }
     this.keep(launch, false);
+    return true;
   }
 
   private launchOne(): boolean {
@@ -263,7 +275,9 @@ export class SpareWorkers {
     clearTimeout(this.retryTimer);
     for (const late of this.coming) clearTimeout(late);
     this.coming.clear();
-    for (const spare of this.idle.splice(0)) {
+    const spares = this.idle.splice(0);
+    if (spares.length > 0) this.opts.log.info({ event: "spares_stopped", pids: spares.map((s) => s.launch.pid) });
+    for (const spare of spares) {
       spare.forgetExit();
       spare.launch.discard();
     }

@@ -335,18 +335,17 @@ export class WorkerProcess {
    * to the launch, whose "loaded" comes next, and from there to the spares.
    */
   private becomeSpare(): void {
-    this.recycled = true;
     this.settle();
     this.child.removeListener("exit", this.onChildExit);
     this.child.removeListener("error", this.onChildError);
     this.launch.reclaim();
     const reservation = this.reservation;
     this.reservation = undefined;
+    // Withdrawn meanwhile (a stop), or no longer wanted: a spare no one keeps; it holds nothing.
+    if (reservation) this.recycled = reservation.returned(this.launch);
+    else this.launch.discard();
     this.events.onExit(this, null, null);
     this.events.onClosed(this);
-    // Withdrawn meanwhile (a stop): a spare no one wants; it holds nothing.
-    if (reservation) reservation.returned(this.launch);
-    else this.launch.discard();
   }
 
   /** No longer a worker of its generation (exited, or a spare again): nothing more is awaited of it. */
