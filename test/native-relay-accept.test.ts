@@ -5,15 +5,13 @@
 // refusals when out of fds, and no fd left behind.
 import test, { type ExecutionContext } from "ava";
 import net from "node:net";
-import fs from "node:fs";
-import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 
 import type { Accepted, DialFailure, Relay, RelayEnd, RelayWatcher } from "../native/relay.js";
 import { closeFd, dupFd, listenTcp, socketName } from "../native/index.js";
-import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
 import { fdTable } from "./helpers/fd-table.js";
+import { withNoFreeFd } from "./helpers/no-free-fd.js";
 import { readUntilEnd, relayFor } from "./helpers/relay-pairs.js";
 
 /** Records what the relay reports for one dialled connection. */
@@ -63,6 +61,16 @@ async function fullListener(t: ExecutionContext): Promise<{ port: number }> {
   t.teardown(() => filler.destroy());
   await once(filler, "connect");
   return full;
+}
+
+/** A relay, a client it accepted, and a target that will not answer. */
+async function acceptedWithSilentTarget(t: ExecutionContext): Promise<{ relay: Relay; full: { port: number }; client: net.Socket; a: Accepted }> {
+  const relay = relayFor(t);
+  const l = listeningFd(t);
+  const full = await fullListener(t);
+  const q = acceptQueue(relay, l.fd, false);
+  const client = net.connect(l.port, "127.0.0.1");
+  return { relay, full, client, a: await q.next() };
 }
 
 /** Accepted connections, in order, as a queue the test waits on. */
@@ -150,12 +158,7 @@ test.serial("a refused target: dialFailed(refused, ECONNREFUSED), the client wai
 });
 
 test.serial("a target that never answers: dialFailed(timeout) after about connectTimeoutMs; shutdown() then closes the waiting client", async (t) => {
-  const relay = relayFor(t);
-  const l = listeningFd(t);
-  const full = await fullListener(t);
-  const q = acceptQueue(relay, l.fd, false);
-  const client = net.connect(l.port, "127.0.0.1");
-  const a = await q.next();
+  const { relay, full, client, a } = await acceptedWithSilentTarget(t);
   let failedAt = 0;
   const started = Date.now();
   const w = new Watch(() => (failedAt = Date.now()));
@@ -171,12 +174,7 @@ test.serial("a target that never answers: dialFailed(timeout) after about connec
 });
 
 test.serial("a client that resets while its target is dialled ends as client_error", async (t) => {
-  const relay = relayFor(t);
-  const l = listeningFd(t);
-  const full = await fullListener(t);
-  const q = acceptQueue(relay, l.fd, false);
-  const client = net.connect(l.port, "127.0.0.1");
-  const a = await q.next();
+  const { relay, full, client, a } = await acceptedWithSilentTarget(t);
   const w = new Watch();
   relay.dial(a.fd, "127.0.0.1", full.port, { connectTimeoutMs: 10_000, idleTimeoutMs: null }, w);
   client.resetAndDestroy();
@@ -209,33 +207,17 @@ test.serial("out of fds: a waiting connection is accepted into the reserve and c
   const warm = net.connect(l.port, "127.0.0.1");
   closeFd((await q.next()).fd);
   warm.destroy();
-  const [soft, hard] = execFileSync("prlimit", ["--pid", String(process.pid), "--nofile", "--raw", "--noheadings", "--output", "SOFT,HARD"], { encoding: "utf8" }).trim().split(/\s+/);
-  const highest = Math.max(...fdTable(process.pid).keys());
-  // Room for the test's own client socket and prlimit's spawn, then none.
-  execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${highest + 64}:${hard}`]);
-  const filler: number[] = [];
-  const some = fs.openSync("/dev/null", "r");
-  filler.push(some);
-  try {
-    for (;;) {
-      try {
-        filler.push(dupFd(some));
-      } catch (e) {
-        if (isSyscallError(e) && e.code === "EMFILE") break;
-        throw e;
-      }
-    }
-    // One fd free: the client's socket takes it, and the relay's accept(2) finds none.
-    closeFd(filler.pop()!);
-    const client = net.connect(l.port, "127.0.0.1");
-    client.on("error", () => undefined);
-    await within(once(client, "close"), 5000, "the refused client is closed");
-    await until(() => q.refused.length >= 1, 5000, "the refusal reported");
-    t.is(q.refused[0], "EMFILE");
-  } finally {
-    filler.forEach(closeFd);
-    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${soft}:${hard}`]);
-  }
+  // One fd free: the client's socket takes it, and the relay's accept(2) finds none.
+  await withNoFreeFd(
+    async () => {
+      const client = net.connect(l.port, "127.0.0.1");
+      client.on("error", () => undefined);
+      await within(once(client, "close"), 5000, "the refused client is closed");
+      await until(() => q.refused.length >= 1, 5000, "the refusal reported");
+    },
+    { leave: 1 },
+  );
+  t.is(q.refused[0], "EMFILE");
   // Accepting again once fds are free.
   const after = net.connect(l.port, "127.0.0.1");
   const a = await within(q.next(), 5000, "accepted again");

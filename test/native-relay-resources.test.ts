@@ -6,15 +6,16 @@ import test from "ava";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 
 import { Relay, type RelayEnd } from "../native/relay.js";
-import { closeFd, dupFd } from "../native/index.js";
+import { closeFd } from "../native/index.js";
 import { isSyscallError } from "../common/errors.js";
 import { until, within } from "./helpers/core.js";
 import { describeFdChange, fdTable } from "./helpers/fd-table.js";
+import { withNoFreeFd } from "./helpers/no-free-fd.js";
 import { bothWaysIntact, closed, digestUntilEnd, Ledger, pairMakerFor, pipeCount, readExactly, readUntilEnd, relayFor, sha256, type Pair } from "./helpers/relay-pairs.js";
 
 const ledger = new Ledger();
@@ -141,37 +142,6 @@ test.serial("the copy path (forceCopy): an idle connection holds no buffer; 8 Mi
   const s = relay.stats();
   t.deepEqual([s.buffers, s.pipesBusy, s.pipesFree], [0, 0, 0]);
 });
-
-const RESTORE_ROOM = 64;
-
-/**
- * Runs `fn` with RLIMIT_NOFILE lowered to just above what is open now and every free fd below it taken: a new fd fails
- * with EMFILE. The room above the highest open fd is what the filler gives back for restoring the limit, and the
- * spawnSync that restores it needs about ten fds (its own loop and three pipes); with a dense fd table a few were not
- * enough (CI).
- */
-async function withNoFreeFd<T>(fn: () => Promise<T>): Promise<T> {
-  const [soft, hard] = execFileSync("prlimit", ["--pid", String(process.pid), "--nofile", "--raw", "--noheadings", "--output", "SOFT,HARD"], { encoding: "utf8" }).trim().split(/\s+/);
-  const highest = Math.max(...fdTable(process.pid).keys());
-  execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${highest + RESTORE_ROOM}:${hard}`]);
-  const filler: number[] = [];
-  const some = fs.openSync("/dev/null", "r");
-  filler.push(some);
-  try {
-    for (;;) {
-      try {
-        filler.push(dupFd(some));
-      } catch (e) {
-        if (isSyscallError(e) && e.code === "EMFILE") break;
-        throw e;
-      }
-    }
-    return await fn();
-  } finally {
-    filler.forEach(closeFd);
-    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${soft}:${hard}`]);
-  }
-}
 
 test.serial("the copy path for real: pipe2 fails with EMFILE and the bytes still go through", async (t) => {
   const relay = relayFor(t, { maxFreePipes: 0 });
