@@ -82,7 +82,7 @@ async function measure(): Promise<void> {
         await withParty(name, (p) => steadyRound(rec, o, p, r), (why) => all.forEach((x) => rec.note(x, name, why)));
       }
     }
-    rec.text(SHARE, "target: within 1.5×. Every worker accepts on the same listening socket (per port, or per app in BPF mode); each one's libuv waits in epoll and accepts until the queue is empty, so the worker that wakes first can take a burst");
+    rec.text(SHARE, "target: within 1.5×. Every worker accepts on the same listening socket (per port, or per app in BPF mode): each worker's relay thread is woken by a connection and accepts at most 4 per turn of its loop, so the worker woken first cannot take a whole burst");
   }
   if (wants(o, "latency")) {
     for (const r of rounds) {

@@ -29,7 +29,8 @@
  * has reset meanwhile.
  *
  * Listening sockets (relay_accept.c) are watched level-triggered: a turn
- * accepts a batch from each that is ready, the rest waits for the next turn.
+ * accepts a small batch from each that is ready; the rest waits for the next
+ * turn, or for another worker's thread.
  */
 #include <errno.h>
 #include <fcntl.h>

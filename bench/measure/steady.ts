@@ -17,6 +17,7 @@ const K = "HTTP over 64 keep-alive connections (wrk → nginx)";
 const C = "New connection per request (wrk -H 'Connection: close', 64 connections)";
 const M = "Memory: RSS of all proxy processes";
 export const SHARE = "Accept share per worker (connection-per-request run)";
+const SHARE_KA = "Accept share per worker (keep-alive run: 64 connections opened at once)";
 
 export const steadyMetrics = {
   iperf1: metric(T, "1 stream", "Gbit/s", 2),
@@ -41,6 +42,7 @@ export const steadyMetrics = {
   rssHeld: (n: number) => metric(M, `with ${n.toLocaleString("en-US")} idle connections`, "MiB", 1),
   rssPerConn: metric(M, "per idle connection", "KiB", 1),
   share: metric(SHARE, "busiest/idlest worker (accepted)", "x", 2, false),
+  shareKa: metric(SHARE_KA, "busiest/idlest worker (connections accepted)", "x", 2, false),
 };
 const m = steadyMetrics;
 
@@ -64,6 +66,17 @@ function recordWrk(rec: Recorder, party: Party, r: WrkResult, rps: Metric, p50: 
 
 function shareDelta(before: WorkerShare[], after: WorkerShare[]): number[] {
   return after.map((w) => w.accepted - (before.find((b) => b.pid === w.pid)?.accepted ?? 0));
+}
+
+/** How evenly the workers accepted since `before`: busiest/idlest, and each worker's count as text. */
+async function recordShare(rec: Recorder, party: Party, round: number, before: WorkerShare[], metricOf: Metric, section: string): Promise<void> {
+  if (!party.workerShares) return;
+  const deltas = shareDelta(before, await party.workerShares());
+  const lo = Math.min(...deltas);
+  const hi = Math.max(...deltas);
+  rec.add(metricOf, party.name, lo > 0 ? hi / lo : Infinity);
+  if (lo === 0) rec.note(metricOf, party.name, "a worker accepted nothing");
+  rec.text(section, `round ${round + 1}, ${party.name}: accepted per worker ${deltas.join(" / ")} (${((100 * hi) / Math.max(1, deltas.reduce((a, b) => a + b, 0))).toFixed(0)}% to the busiest)`);
 }
 
 /** Waits (bounded) until every spare the party lists is ready: their start-up is not idle memory. */
@@ -106,10 +119,12 @@ export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, 
     if (gbps !== undefined) rec.add(mt, name, gbps);
   }
 
+  const beforeKa = party.workerShares ? await party.workerShares().catch(() => []) : [];
   const ka = await attempt(rec, party, [m.kaRps, m.kaP50, m.kaP99, m.kaErr], () => peakRssDuring(party, wrk({ port: party.port("web"), connections: 64, seconds: o.wrkSeconds, close: false })));
   if (ka) {
     recordWrk(rec, party, ka.result, m.kaRps, m.kaP50, m.kaP99, m.kaErr);
     if (party.proxied) rec.add(m.rssLoad, name, ka.peak / MiB);
+    await recordShare(rec, party, round, beforeKa, m.shareKa, SHARE_KA);
   }
 
   const before = party.workerShares ? await party.workerShares().catch(() => []) : [];
@@ -118,14 +133,7 @@ export async function steadyRound(rec: Recorder, o: BenchOptions, party: Party, 
   if (cc) recordWrk(rec, party, cc, m.ccRps, m.ccP50, m.ccP99, m.ccErr);
   // wrk's request count is the connection count: one request per connection.
   if (cc && party.proxied && cc.requests > 0) rec.add(m.ccCpu, name, ((treeCpu(() => party.pids()).ms - cpuBefore) * 1000) / cc.requests);
-  if (cc && party.workerShares) {
-    const deltas = shareDelta(before, await party.workerShares());
-    const lo = Math.min(...deltas);
-    const hi = Math.max(...deltas);
-    rec.add(m.share, name, lo > 0 ? hi / lo : Infinity);
-    if (lo === 0) rec.note(m.share, name, "a worker accepted nothing");
-    rec.text(SHARE, `round ${round + 1}, ${name}: accepted per worker ${deltas.join(" / ")} (${((100 * hi) / Math.max(1, deltas.reduce((a, b) => a + b, 0))).toFixed(0)}% to the busiest)`);
-  }
+  if (cc) await recordShare(rec, party, round, before, m.share, SHARE);
 
   if (!party.proxied || o.idleConnections <= 0) return;
   const held = m.rssHeld(o.idleConnections);
