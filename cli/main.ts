@@ -20,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "run":
+      // Before the supervisor's modules load (why: supervisor/young-generation.ts).
+      (await import("../supervisor/young-generation.js")).keepYoungGenerationSmall();
       return (await import("../supervisor/main.js")).runSupervisor(rest);
     case "check":
       return (await import("./check.js")).check(rest);
