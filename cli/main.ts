@@ -1,5 +1,5 @@
 // The `switchyard` command: picks the subcommand; each lives in its own module.
-import { SwitchyardError } from "../common/errors.js";
+import type { SwitchyardError } from "../common/errors.js";
 
 const USAGE = `usage:
   switchyard run --config FILE [--workers N] [--admin HOST:PORT] [--steering auto|bpf|ports]
@@ -20,7 +20,9 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "run":
-      return (await import("../supervisor/main.js")).runSupervisor(rest);
+      // Before the supervisor's modules load (why: supervisor/young-generation.ts).
+      (await import("../supervisor/young-generation.js")).keepYoungGenerationSmall();
+      return ((await import((await import("./supervisor-entry.js")).supervisorEntry())) as typeof import("../supervisor/main.js")).runSupervisor(rest);
     case "check":
       return (await import("./check.js")).check(rest);
     case "ctl":
@@ -70,7 +72,8 @@ main(process.argv.slice(2)).then(
     if (process.argv[2] !== "echo") void exitAfterFlush(code);
   },
   (err: unknown) => {
-    const usage = err instanceof SwitchyardError && err.code === "USAGE";
+    // By its code, not instanceof: `run` throws from the supervisor's bundle, which has its own copy of the class.
+    const usage = err instanceof Error && (err as SwitchyardError).code === "USAGE";
     const parseError = (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     process.stderr.write(`switchyard: ${(err as Error).message}\n${usage || parseError ? USAGE : ""}`);
     void exitAfterFlush(usage || parseError ? 2 : 1);

@@ -49,8 +49,9 @@ export interface TargetState {
 }
 
 /**
- * A worker's metrics as prom-client's getMetricsAsJSON() shapes them, so the
- * supervisor can sum workers with prom-client's aggregator. Histogram values
+ * A worker's metrics as prom-client's getMetricsAsJSON() shapes them; the
+ * supervisor sums workers as prom-client's aggregator did
+ * (supervisor/operations/prom/aggregate.ts). Histogram values
  * carry `metricName` (`_bucket` with an `le` label, `_sum`, `_count`).
  */
 export interface MetricFamily {

@@ -42,10 +42,19 @@ async function readCapped(path: string): Promise<Buffer> {
     const stat = await handle.stat();
     if (!stat.isFile()) throw unreadable(path, "not a regular file");
     if (stat.size > MAX_CONFIG_BYTES) throw tooLarge(stat.size, path);
-    // Read one byte past the limit so a file that grew since stat is still caught.
-    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    // Up to one byte past the limit, so a file that grew since stat is still caught. The
+    // buffer starts at the size stat saw (plus that byte) and grows only if the file did:
+    // one of the limit's size per load left a MiB of the supervisor's malloc heap behind
+    // each reload (glibc keeps a freed block that size for the next one).
+    let buf = Buffer.alloc(stat.size + 1);
     let length = 0;
-    while (length < buf.length) {
+    for (;;) {
+      if (length === buf.length) {
+        if (buf.length > MAX_CONFIG_BYTES) break;
+        const bigger = Buffer.alloc(Math.min(buf.length * 2, MAX_CONFIG_BYTES + 1));
+        buf.copy(bigger, 0, 0, length);
+        buf = bigger;
+      }
       const { bytesRead } = await handle.read(buf, length, buf.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;

@@ -50,7 +50,7 @@ cp -R "$src/ops" "$stage/"
   mkdir -p "$stage/$(dirname "$rel")"
   cp -R "$dir" "$stage/$rel"
 done
-[ -d "$stage/node_modules/prom-client" ] || fail "could not copy node_modules (run 'make build' first)"
+[ -d "$stage/node_modules/chokidar" ] || fail "could not copy node_modules (run 'make build' first)"
 
 mkdir -p "$DESTDIR$PREFIX/lib"
 if [ -e "$DESTDIR$lib" ]; then

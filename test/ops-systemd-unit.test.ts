@@ -48,11 +48,12 @@ test("install.sh with DESTDIR: the tree, the command, the config (kept on reinst
   t.is(first.code, 0, first.stderr);
   t.regex(first.stdout, /no daemon-reload/);
   const lib = path.join(destdir, prefix, "lib/switchyard");
-  for (const f of ["package.json", "bin/switchyard.js", "dist/cli/main.js", "dist/supervisor/main.js", "dist/worker/main.js", "dist/worker/bundle.js", "native/build/Release/switchyard.node", "native/build/steering.bpf.o", "node_modules/prom-client/package.json", "config/examples/default.json", "ops/grafana-dashboard.json", "ops/prometheus-alerts.yml"]) {
+  for (const f of ["package.json", "bin/switchyard.js", "dist/cli/main.js", "dist/supervisor/main.js", "dist/worker/main.js", "dist/worker/bundle.js", "native/build/Release/switchyard.node", "native/build/steering.bpf.o", "node_modules/chokidar/package.json", "config/examples/default.json", "ops/grafana-dashboard.json", "ops/prometheus-alerts.yml"]) {
     t.true(fs.existsSync(path.join(lib, f)), `${f} installed`);
   }
   t.false(fs.existsSync(path.join(lib, "dist/test")), "tests are not installed");
   t.false(fs.existsSync(path.join(lib, "node_modules/ava")), "dev dependencies are not installed");
+  t.false(fs.existsSync(path.join(lib, "node_modules/prom-client")), "prom-client, kept for the tests only, is not installed");
   const wrapper = path.join(destdir, prefix, "bin/switchyard");
   t.is(fs.statSync(wrapper).mode & 0o777, 0o755);
   const exec = /^exec "([^"]+)" "([^"]+)" "\$@"$/m.exec(fs.readFileSync(wrapper, "utf8"));

@@ -1,17 +1,18 @@
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import type { MetricFamily } from "../../common/messages.js";
 import type { Pool } from "../workers/pool.js";
 import type { WorkerProcess } from "../workers/worker-process.js";
+import { aggregate } from "./prom/aggregate.js";
+import type { Family } from "./prom/family.js";
+import { Counter, Gauge, Histogram } from "./prom/instruments.js";
+import { registerProcessMetrics } from "./prom/process-metrics.js";
+import { Registry } from "./prom/registry.js";
+import { registerRuntimeMetrics } from "./prom/runtime-metrics.js";
+import { CONTENT_TYPE, renderText } from "./prom/text.js";
 
-export type Snapshot = MetricObjectWithValues<MetricValue<string>>[];
-
-/** A worker's families are prom-client's JSON; its typings declare `type` as an enum where the JSON has strings. */
-const asSnapshot = (families: MetricFamily[]): Snapshot => families as unknown as Snapshot;
+/** Families in prom-client's JSON shape (prom/family.ts): what workers send and a predecessor hands over. */
+export type Snapshot = Family[];
 
 const SCRAPE_TIMEOUT_MS = 1000;
-
-/** prom-client gauges whose "_total" suffix promtool rejects; their per-type siblings stay. */
-const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
 interface Tracked {
   /** The newest snapshot the worker sent, and the request it answered. */
@@ -34,11 +35,12 @@ interface Tracked {
  * and retired, or neither. A reply that arrives after retirement is dropped.
  */
 export class SupervisorMetrics {
+  /** In the order /metrics lists them (after the workers' families), as when prom-client kept them. */
   readonly registry = new Registry();
-  readonly reloads = new Counter({ name: "switchyard_reloads_total", help: "Reloads by result", labelNames: ["result"], registers: [this.registry] });
+  readonly reloads = this.registry.add(new Counter({ name: "switchyard_reloads_total", help: "Reloads by result", labelNames: ["result"] }));
   /** Counted by the supervisor's one prober (supervisor/health/): never per worker. */
-  readonly healthChecks = new Counter({ name: "switchyard_health_checks_total", help: "Active health checks of targets, by result", labelNames: ["app", "target", "result"], registers: [this.registry] });
-  readonly reloadDuration = new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
+  readonly healthChecks = this.registry.add(new Counter({ name: "switchyard_health_checks_total", help: "Active health checks of targets, by result", labelNames: ["app", "target", "result"] }));
+  readonly reloadDuration = this.registry.add(new Histogram({ name: "switchyard_reload_duration_seconds", help: "From trigger to cut-over or rollback", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] }));
   private retired: Snapshot = [];
   /** What a previous supervisor had counted, itself and its workers (an upgrade): added to every total. */
   private predecessor: Snapshot = [];
@@ -48,44 +50,46 @@ export class SupervisorMetrics {
   constructor(private readonly pool: Pool, steered: () => Map<string, number> | undefined, accessLogDropped: () => number) {
     this.reloads.inc({ result: "success" }, 0);
     this.reloads.inc({ result: "failure" }, 0);
-    // The event-loop lag is sampled every 10 ms by default: 100 wake-ups a second of an
-    // otherwise idle supervisor (about 1% of a core) for a figure that means something at 100 ms.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
-    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
-    const poolRef = pool;
-    new Gauge({
-      name: "switchyard_workers",
-      help: "Worker processes by the state of their generation",
-      labelNames: ["generation_state"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const state of ["starting", "serving", "draining"] as const) this.set({ generation_state: state }, 0);
-        for (const g of poolRef.generations()) {
-          if (g.state === "stopped") continue;
-          this.inc({ generation_state: g.state }, g.workers().filter((w) => w.state !== "exited").length);
-        }
-      },
-    });
-    new Counter({
-      name: "switchyard_access_log_dropped_lines_total",
-      help: "Access-log lines dropped because the destination did not keep up",
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(accessLogDropped());
-      },
-    });
-    new Counter({
-      name: "switchyard_steered_connections_total",
-      help: "Connections the BPF program steered to an app's socket (BPF mode only)",
-      labelNames: ["app"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [app, n] of steered() ?? []) this.inc({ app }, n);
-      },
-    });
+    // The event-loop delay sampled every 100 ms, not prom-client's default 10 ms: 100 wake-ups a second
+    // of an otherwise idle supervisor (about 1% of a core) for a figure that means something at 100 ms.
+    registerProcessMetrics(this.registry);
+    registerRuntimeMetrics(this.registry, { eventLoopResolutionMs: 100 });
+    this.registry.add(
+      new Gauge({
+        name: "switchyard_workers",
+        help: "Worker processes by the state of their generation",
+        labelNames: ["generation_state"],
+        collect(g) {
+          g.reset();
+          for (const state of ["starting", "serving", "draining"] as const) g.set({ generation_state: state }, 0);
+          for (const gen of pool.generations()) {
+            if (gen.state === "stopped") continue;
+            g.inc({ generation_state: gen.state }, gen.workers().filter((w) => w.state !== "exited").length);
+          }
+        },
+      }),
+    );
+    this.registry.add(
+      new Counter({
+        name: "switchyard_access_log_dropped_lines_total",
+        help: "Access-log lines dropped because the destination did not keep up",
+        collect(c) {
+          c.reset();
+          c.inc({}, accessLogDropped());
+        },
+      }),
+    );
+    this.registry.add(
+      new Counter({
+        name: "switchyard_steered_connections_total",
+        help: "Connections the BPF program steered to an app's socket (BPF mode only)",
+        labelNames: ["app"],
+        collect(c) {
+          c.reset();
+          for (const [app, n] of steered() ?? []) c.inc({ app }, n);
+        },
+      }),
+    );
   }
 
   /** Starts counting a worker; call at spawn, before it can send anything. */
@@ -134,7 +138,7 @@ export class SupervisorMetrics {
    */
   private admissible(families: MetricFamily[]): MetricFamily[] {
     return families.filter((f) => {
-      if (!f.name.startsWith("switchyard_") || this.registry.getSingleMetric(f.name) !== undefined) return false;
+      if (!f.name.startsWith("switchyard_") || this.registry.has(f.name)) return false;
       const type = this.familyTypes.get(f.name);
       if (type === undefined) this.familyTypes.set(f.name, f.type);
       return type === undefined || type === f.type;
@@ -146,7 +150,7 @@ export class SupervisorMetrics {
   onWorkerMetrics(w: WorkerProcess, seq: number, metrics: MetricFamily[]): void {
     const t = this.tracked.get(w);
     if (!t || seq < t.lastSeq) return;
-    t.last = asSnapshot(this.admissible(metrics));
+    t.last = this.admissible(metrics);
     t.lastSeq = seq;
     for (const f of [...t.waiters]) f(seq);
   }
@@ -156,11 +160,10 @@ export class SupervisorMetrics {
     const t = this.tracked.get(w);
     if (!t) return;
     this.tracked.delete(w);
-    const snapshot = final ? asSnapshot(this.admissible(final)) : t.last;
+    const snapshot = final ? this.admissible(final) : t.last;
     if (snapshot) {
       // Gauges describe the present; a gone worker contributes none.
-      const counters = snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");
-      this.retired = aggregateNow([this.retired, counters]);
+      this.retired = aggregate([this.retired, totalsOf(snapshot)]);
     }
     for (const f of [...t.waiters]) f(Infinity);
   }
@@ -172,8 +175,9 @@ export class SupervisorMetrics {
    */
   async totals(): Promise<Snapshot> {
     const snapshots = await this.workerSnapshots();
-    const own = (await this.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith("switchyard_")) as Snapshot;
-    return totalsOf(aggregateNow([this.retired, this.predecessor, ...snapshots.values(), own]));
+    // Only switchyard_* collected: collecting the event-loop delay would reset its window.
+    const own = this.registry.families((name) => name.startsWith("switchyard_"));
+    return totalsOf(aggregate([this.retired, this.predecessor, ...snapshots.values(), own]));
   }
 
   /**
@@ -187,22 +191,17 @@ export class SupervisorMetrics {
 
   async render(): Promise<{ contentType: string; body: string }> {
     const snapshots = await this.workerSnapshots();
+    // Collected once per scrape: the event-loop delay's window restarts at each collection.
+    const own = this.registry.families();
     // The predecessor's counts of a family this supervisor registers itself are summed with
     // that family's own values; the rest go with the workers' families.
-    const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => (m as unknown as { name: string }).name));
+    const ownNames = new Set(own.map((f) => f.name));
     const carried = this.predecessor.filter((f) => ownNames.has(f.name));
-    const workers = AggregatorRegistry.aggregate([this.retired, this.predecessor.filter((f) => !ownNames.has(f.name)), ...snapshots.values()]);
-    if (carried.length === 0) {
-      const merged = Registry.merge([workers as Registry, this.registry]);
-      return { contentType: merged.contentType, body: await merged.metrics() };
-    }
+    const workers = aggregate([this.retired, this.predecessor.filter((f) => !ownNames.has(f.name)), ...snapshots.values()]);
+    if (carried.length === 0) return { contentType: CONTENT_TYPE, body: renderText([...workers, ...own]) };
     const carriedNames = new Set(carried.map((f) => f.name));
-    const ownCarried = ((await this.registry.getMetricsAsJSON()) as Snapshot).filter((f) => carriedNames.has(f.name));
-    const continued = AggregatorRegistry.aggregate([ownCarried, carried]);
-    const rest = new Registry();
-    for (const m of this.registry.getMetricsAsArray()) if (!carriedNames.has((m as unknown as { name: string }).name)) rest.registerMetric(m as unknown as Parameters<Registry["registerMetric"]>[0]);
-    const merged = Registry.merge([workers as Registry, continued as Registry, rest]);
-    return { contentType: merged.contentType, body: await merged.metrics() };
+    const continued = aggregate([own.filter((f) => carriedNames.has(f.name)), carried]);
+    return { contentType: CONTENT_TYPE, body: renderText([...workers, ...continued, ...own.filter((f) => !carriedNames.has(f.name))]) };
   }
 }
 
@@ -212,10 +211,4 @@ const CARRIED_ON_BY_THE_KERNEL = new Set(["switchyard_steered_connections_total"
 /** Only what adds up over time: counters and histograms. */
 function totalsOf(snapshot: Snapshot): Snapshot {
   return snapshot.filter((m) => String(m.type) === "counter" || String(m.type) === "histogram");
-}
-
-/** prom-client's aggregation, read back synchronously (its registry only wraps plain values). */
-function aggregateNow(snapshots: Snapshot[]): Snapshot {
-  const registry = AggregatorRegistry.aggregate(snapshots);
-  return registry.getMetricsAsArray().map((m) => (m as unknown as { get(): Snapshot[number] }).get());
 }

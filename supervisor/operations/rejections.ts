@@ -1,4 +1,5 @@
-import { Counter, type Registry } from "prom-client";
+import { Counter } from "./prom/instruments.js";
+import type { Registry } from "./prom/registry.js";
 import type { Logger } from "../../common/log.js";
 
 /**
@@ -8,7 +9,7 @@ import type { Logger } from "../../common/log.js";
  * interval. An operator learns that (and why) clients are refused, not each one.
  */
 export class Rejections {
-  private readonly counter: Counter<"reason">;
+  private readonly counter: Counter;
   private pending = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -21,7 +22,7 @@ export class Rejections {
     private readonly limits: Record<string, number>,
     private readonly intervalMs = 10_000,
   ) {
-    this.counter = new Counter({ ...metric, labelNames: ["reason"], registers: [registry] });
+    this.counter = registry.add(new Counter({ ...metric, labelNames: ["reason"] }));
     // Every reason scrapes as 0 from the start, so a rate() sees the first rejection.
     for (const reason of reasons) this.counter.inc({ reason }, 0);
   }

@@ -1,26 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import { CHANNEL_FD, COUNTERS_FD, HANDOFF_FD } from "../../common/messages.js";
 import { Channel, type ChannelEvents } from "../../common/channel.js";
 import { closeFd, socketPair } from "../../native/index.js";
+import { bundleIfCurrent } from "../../common/bundle-choice.js";
+import { distDir } from "../dist-dir.js";
 
 /** The worker's fd of its access-log pipe (stdio index in spawn). */
 export const ACCESS_LOG_FD = 5;
-
-const distDir = fileURLToPath(new URL("../../", import.meta.url));
-
-/** Every compiled file under `dir`, newest modification time (ms); 0 when there is none. */
-function newestJs(dir: string): number {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile() || !entry.name.endsWith(".js")) continue;
-    newest = Math.max(newest, fs.statSync(path.join(entry.parentPath ?? (entry as { path: string }).path, entry.name)).mtimeMs);
-  }
-  return newest;
-}
 
 /**
  * The worker's code as one bundle (`make build`: dist/worker/bundle.js), which
@@ -29,16 +18,11 @@ function newestJs(dir: string): number {
  * them (a `tsc` run after the last `make build`). Decided once per supervisor.
  */
 function chooseWorkerEntry(): string {
-  const modules = path.join(distDir, "worker", "main.js");
-  const bundle = path.join(distDir, "worker", "bundle.js");
-  try {
-    const bundled = fs.statSync(bundle).mtimeMs;
-    const sources = Math.max(...["worker", "common", "native", "config"].map((d) => newestJs(path.join(distDir, d))).filter((t) => t !== 0), 0);
-    // The bundle itself is under worker/: it is the newest when it is current.
-    return bundled >= sources ? bundle : modules;
-  } catch {
-    return modules;
-  }
+  return bundleIfCurrent(
+    path.join(distDir, "worker", "bundle.js"),
+    path.join(distDir, "worker", "main.js"),
+    ["worker", "common", "native", "config"].map((d) => path.join(distDir, d)),
+  );
 }
 
 const workerEntry = chooseWorkerEntry();
