@@ -165,7 +165,7 @@ const notes = [
   ...(failure ? [`**run aborted early**: ${(failure as Error).message}`] : []),
 ];
 if (baseline.startCpuMs.length) notes.push(`bare \`node -e 0\`: ${baseline.startCpu().toFixed(1)} ms CPU (median of ${baseline.startCpuMs.length} starts, bash's \`time\`); a reload is set against ${o.workers} of them for switchyard (its --workers), 1 for HAProxy (its one new worker)`);
-if (baseline.idleRssAnon.length) notes.push(`bare idle \`node\` (\`node -e 'setInterval(() => {}, 1e9)'\`, settled): RssAnon ${(baseline.idleAnon() / 2 ** 20).toFixed(1)} MiB`);
+if (baseline.idleRssAnon.length) notes.push(`bare idle \`node\` (\`node -e 'setInterval(() => {}, 1e9)'\`, settled): RssAnon ${(baseline.idleAnon() / 2 ** 20).toFixed(1)} MiB; each party's idle memory is read after 10 s without traffic (V8's memory reducer gives start-up garbage back about 8 s after a process's last activity)`);
 derive(rec, o, [...ALL_PARTIES], baseline);
 const results = buildResults(rec, o, [...ALL_PARTIES], baseline, startedAt);
 const report = renderReport(rec, { machine: describeMachine(nofileLimit()), options: o, parties: [...ALL_PARTIES], startedAt, seconds: (performance.now() - began) / 1000, notes, results });

@@ -79,6 +79,9 @@ async function recordShare(rec: Recorder, party: Party, round: number, before: W
   rec.text(section, `round ${round + 1}, ${party.name}: accepted per worker ${deltas.join(" / ")} (${((100 * hi) / Math.max(1, deltas.reduce((a, b) => a + b, 0))).toFixed(0)}% to the busiest)`);
 }
 
+/** How long a party is left idle before its idle memory is read. */
+const IDLE_SETTLE_MS = 10_000;
+
 /** Waits (bounded) until every spare the party lists is ready: their start-up is not idle memory. */
 async function sparesReady(party: Party): Promise<{ pid: number }[]> {
   if (!party.spares) return [];
@@ -95,8 +98,9 @@ async function idleMemory(rec: Recorder, party: Party): Promise<void> {
   // Every row in its place, whichever party comes first (HAProxy has no spares rows to fill).
   for (const x of [m.rssIdle, m.rssIdleAnon, m.processes, m.anonPerProcess, m.anonVsNode, m.spares, m.sparesAnon]) rec.declare(x);
   const spares = await sparesReady(party);
-  // The status request woke every process: let them settle again.
-  if (party.spares) await sleep(500);
+  // Idle as an operator finds it between bursts: V8's memory reducer gives back start-up
+  // garbage about 8 s after a process's last activity (a bare `node` has none to give back).
+  await sleep(IDLE_SETTLE_MS);
   const pids = party.pids();
   const anon = partyAnonRss(party);
   rec.add(m.rssIdle, party.name, partyRss(party) / MiB);
