@@ -36,8 +36,8 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/dist" "$stage/native/build/Release" "$stage/config"
 cp "$src/package.json" "$src/README.md" "$stage/"
 cp "$src/bin/switchyard.js" "$stage/bin/"
-# Tests and benchmarks stay behind.
-for d in cli common config native supervisor worker; do cp -R "$src/dist/$d" "$stage/dist/"; done
+# Tests and benchmarks stay behind. Times kept: a bundle is used only while no module is newer (common/bundle-choice.ts).
+for d in cli common config native supervisor worker; do cp -pR "$src/dist/$d" "$stage/dist/"; done
 cp "$src/native/build/Release/switchyard.node" "$stage/native/build/Release/"
 cp "$src/native/build/steering.bpf.o" "$stage/native/build/"
 cp -R "$src/config/examples" "$stage/config/"

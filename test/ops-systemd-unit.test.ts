@@ -7,6 +7,7 @@ import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { repoRoot, runCommand, tempDir } from "./helpers/supervisor.js";
 import { scenarioResult } from "./helpers/netns.js";
+import { bundleIfCurrent } from "../common/bundle-choice.js";
 
 const unitSource = path.join(repoRoot, "systemd/switchyard.service");
 const installScript = path.join(repoRoot, "systemd/install.sh");
@@ -48,8 +49,16 @@ test("install.sh with DESTDIR: the tree, the command, the config (kept on reinst
   t.is(first.code, 0, first.stderr);
   t.regex(first.stdout, /no daemon-reload/);
   const lib = path.join(destdir, prefix, "lib/switchyard");
-  for (const f of ["package.json", "bin/switchyard.js", "dist/cli/main.js", "dist/supervisor/main.js", "dist/worker/main.js", "dist/worker/bundle.js", "native/build/Release/switchyard.node", "native/build/steering.bpf.o", "node_modules/chokidar/package.json", "config/examples/default.json", "ops/grafana-dashboard.json", "ops/prometheus-alerts.yml"]) {
+  for (const f of ["package.json", "bin/switchyard.js", "dist/cli/main.js", "dist/supervisor/main.js", "dist/supervisor/bundle.js", "dist/worker/main.js", "dist/worker/bundle.js", "native/build/Release/switchyard.node", "native/build/steering.bpf.o", "node_modules/chokidar/package.json", "config/examples/default.json", "ops/grafana-dashboard.json", "ops/prometheus-alerts.yml"]) {
     t.true(fs.existsSync(path.join(lib, f)), `${f} installed`);
+  }
+  // Copied with their times: the installed tree runs its bundles when the built one does (common/bundle-choice.ts).
+  for (const [bundle, modules, dirs] of [
+    ["dist/supervisor/bundle.js", "dist/supervisor/main.js", ["supervisor", "common", "native", "config"]],
+    ["dist/worker/bundle.js", "dist/worker/main.js", ["worker", "common", "native", "config"]],
+  ] as const) {
+    const choice = (root: string): string => path.relative(root, bundleIfCurrent(path.join(root, bundle), path.join(root, modules), dirs.map((d) => path.join(root, "dist", d))));
+    t.is(choice(lib), choice(repoRoot), `the installed tree runs ${choice(repoRoot)}`);
   }
   t.false(fs.existsSync(path.join(lib, "dist/test")), "tests are not installed");
   t.false(fs.existsSync(path.join(lib, "node_modules/ava")), "dev dependencies are not installed");
