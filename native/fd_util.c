@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,4 +17,11 @@ size_t sy_collect_fds(struct msghdr *msg, int *out, size_t cap) {
     for (size_t i = 0; i < count && n < cap; i++) memcpy(&out[n++], p + i * sizeof(int), sizeof(int));
   }
   return n;
+}
+
+int sy_set_nonblock(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return -1;
+  int want = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  return want == flags ? 0 : fcntl(fd, F_SETFL, want);
 }

@@ -57,6 +57,7 @@ interface Binding {
   setRecvTimeout(sock: number, ms: number): void;
   closeFd(fd: number): void;
   dupFd(fd: number): number;
+  setBlocking(fd: number, blocking: boolean): void;
   getPeerCred(fd: number): PeerCred;
   lockExclusive(fd: number): void;
   setKeepAlive(fd: number, idleS: number, intervalS: number, probes: number): void;
@@ -203,6 +204,11 @@ export class CounterTable {
 /** A new close-on-exec fd for the same socket (F_DUPFD_CLOEXEC). */
 export function dupFd(fd: number): number {
   return binding.dupFd(fd);
+}
+
+/** Clears (or sets) O_NONBLOCK, for the socket in every process that holds it. */
+export function setBlocking(fd: number, blocking: boolean): void {
+  binding.setBlocking(fd, blocking);
 }
 
 /** flock(LOCK_EX | LOCK_NB): throws EWOULDBLOCK while another process holds the lock. */

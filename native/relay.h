@@ -142,6 +142,8 @@ struct relay_listener {
   bool removed; /* under relay.listen_mu: unlisten() ran; the thread accepts no more */
   bool resting; /* thread: taken off epoll for a while (out of fds with no reserve) */
   struct relay_link rest; /* relay.resting (thread) */
+  bool held; /* thread: taken off epoll until JS takes what was accepted (relay_accept.c, ACCEPT_QUEUE_MAX) */
+  struct relay_link hold; /* relay.held (thread) */
   struct relay_listener *next; /* relay.listeners (JS thread), then relay.unlistened (under mu) */
 };
 
@@ -204,6 +206,8 @@ struct relay {
   int reserve_fd; /* /dev/null, closed for a moment to accept and refuse a connection when out of fds */
   struct relay_link resting;
   int64_t rest_until;
+  struct relay_link held;
+  bool holding; /* some listener is held: takeAccepted() wakes the thread (atomic) */
   /* Read by JS for stats (relaxed atomics). */
   uint64_t buffers;       /* heap buffers held: toTarget/toClient not yet sent, copies */
   uint64_t copy_reads;    /* reads through a copy buffer instead of a pipe */

@@ -14,13 +14,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "napi_util.h"
 #include "relay.h"
 #include "tcp.h"
@@ -170,8 +170,7 @@ napi_value relay_m_dial(napi_env env, napi_callback_info info) {
     return NULL;
   }
   /* The relay's reads never block: a client fd from takeAccepted() is non-blocking already, and so is this then. */
-  int flags = fcntl(client, F_GETFL);
-  if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(client, F_SETFL, flags | O_NONBLOCK) != 0)) {
+  if (sy_set_nonblock(client, true) != 0) {
     int err = errno;
     conn_free(c, false);
     return sy_throw_errno(env, err, "fcntl", "O_NONBLOCK");

@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "napi_util.h"
 #include "relay.h"
 #include "tcp.h"
@@ -150,12 +151,6 @@ bool relay_get_idle(napi_env env, napi_value value, int64_t *idle) {
   return true;
 }
 
-static int set_nonblock(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) return -1;
-  return (flags & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
 static int watch(struct relay *r, struct relay_conn *c, int side) {
   struct epoll_event ev = {.events = EPOLLET, /* RELAY_WATCH from adoption on */
                            .data.ptr = (void *)((uintptr_t)c | (uintptr_t)side)};
@@ -256,7 +251,7 @@ static napi_value m_add(napi_env env, napi_callback_info info) {
     conn_free(c, false);
     return NULL;
   }
-  if (set_nonblock(client) != 0 || set_nonblock(target) != 0) return throw_freeing(env, c, errno, "fcntl", "O_NONBLOCK");
+  if (sy_set_nonblock(client, true) != 0 || sy_set_nonblock(target, true) != 0) return throw_freeing(env, c, errno, "fcntl", "O_NONBLOCK");
   return relay_submit(env, r, c);
 }
 
@@ -380,6 +375,7 @@ static napi_value relay_create(napi_env env, napi_callback_info info) {
   list_init(&r->shut);
   list_init(&r->redials);
   list_init(&r->resting);
+  list_init(&r->held);
   list_init(&r->all);
   list_init(&r->more);
   int err = pthread_mutex_init(&r->mu, NULL);

@@ -1,6 +1,6 @@
 /*
  * Socket creation and inspection: listenTcp, socketName, socketInode,
- * socketPair, setRecvTimeout, closeFd, getPeerCred.
+ * socketPair, setRecvTimeout, closeFd, dupFd, setBlocking, getPeerCred.
  * Every path that opened an fd closes it before throwing.
  */
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "fd_util.h"
 #include "napi_util.h"
 #include "tcp.h"
 
@@ -239,6 +240,20 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setBlocking(fd, blocking): O_NONBLOCK cleared or set, as systemd's socket activation passes sockets (blocking unless NonBlocking=yes). */
+static napi_value set_blocking(napi_env env, napi_callback_info info) {
+  SY_ARGS(env, info, 2, argv);
+  int fd;
+  bool blocking;
+  if (!sy_get_fd(env, argv[0], "fd", &fd)) return NULL;
+  if (napi_get_value_bool(env, argv[1], &blocking) != napi_ok) {
+    sy_throw_arg(env, false, "blocking", "of type boolean");
+    return NULL;
+  }
+  if (sy_set_nonblock(fd, !blocking) != 0) return sy_throw_errno(env, errno, "fcntl", "O_NONBLOCK");
+  return NULL;
+}
+
 /* dupFd(fd) -> a new close-on-exec fd for the same open file (F_DUPFD_CLOEXEC). */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
   SY_ARGS(env, info, 1, argv);
@@ -276,6 +291,7 @@ napi_status switchyard_init_sockets(napi_env env, napi_value exports) {
       SY_FN("listenTcp", listen_tcp),     SY_FN("socketName", socket_name), SY_FN("socketInode", socket_inode),
       SY_FN("socketPair", socket_pair),   SY_FN("setRecvTimeout", set_recv_timeout),
       SY_FN("closeFd", close_fd), SY_FN("dupFd", dup_fd),         SY_FN("getPeerCred", get_peer_cred),
+      SY_FN("setBlocking", set_blocking),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

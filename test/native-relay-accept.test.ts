@@ -8,7 +8,7 @@ import net from "node:net";
 import { once } from "node:events";
 
 import type { Accepted, DialFailure, Relay, RelayEnd, RelayWatcher } from "../native/relay.js";
-import { closeFd, dupFd, listenTcp, socketName } from "../native/index.js";
+import { closeFd, dupFd, listenTcp, setBlocking, socketName } from "../native/index.js";
 import { until, within } from "./helpers/core.js";
 import { fdTable } from "./helpers/fd-table.js";
 import { withNoFreeFd } from "./helpers/no-free-fd.js";
@@ -112,6 +112,22 @@ test.serial("listen + dial: addresses handed over, the header first, bytes both 
   t.deepEqual(await w.end, { reason: "closed", bytesIn: 9, bytesOut: 11 });
   t.is(w.connects, 1);
   t.deepEqual(w.failures, []);
+});
+
+test.serial("a blocking listening socket (systemd's socket activation passes them so) is made non-blocking: one client alone is served", async (t) => {
+  const relay = relayFor(t);
+  const l = listeningFd(t);
+  setBlocking(l.fd, true);
+  const targetPort = await echoTarget(t, "S");
+  const q = acceptQueue(relay, l.fd, false);
+  const client = net.connect(l.port, "127.0.0.1");
+  // A blocking accept(2) after this client would wait for the next one, and hold the thread.
+  const a = await within(q.next(), 5000, "the only client accepted");
+  const w = new Watch();
+  relay.dial(a.fd, "127.0.0.1", targetPort, { connectTimeoutMs: 2000, idleTimeoutMs: null }, w);
+  const reply = readUntilEnd(client);
+  client.end("alone");
+  t.is(await within(reply, 5000, "the reply"), "S:alone");
 });
 
 test.serial("without wantLocal no local address; an IPv6 target (with its interface) is dialled too", async (t) => {

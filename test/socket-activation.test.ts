@@ -4,7 +4,7 @@
 // restarted one serves on the same socket again: its queue held the connections.
 import test from "ava";
 import path from "node:path";
-import { closeFd, listenTcp, socketInode } from "../native/index.js";
+import { closeFd, listenTcp, setBlocking, socketInode } from "../native/index.js";
 import { listeningSockets } from "../supervisor/listeners/listening-sockets.js";
 import { ServiceManager } from "./helpers/service-manager.js";
 import { freePorts, startTarget } from "./helpers/net.js";
@@ -14,8 +14,10 @@ import { tempDir, writeJson } from "./helpers/supervisor.js";
 test("a socket unit's listener is served as it is, kept out of the fd store, and served again after kill -9: 0 refused", async (t) => {
   const target = await startTarget("a");
   const [port, own] = (await freePorts(2)) as [number, number];
-  // What a .socket unit with ListenStream=127.0.0.1:PORT and FileDescriptorName=web passes.
+  // What a .socket unit with ListenStream=127.0.0.1:PORT and FileDescriptorName=web passes:
+  // a blocking socket (systemd sets O_NONBLOCK only with NonBlocking=yes).
   const unitSocket = listenTcp("127.0.0.1", port, 128);
+  setBlocking(unitSocket, true);
   const inode = socketInode(unitSocket);
   const dir = tempDir("switchyard-socket-unit-");
   const configPath = path.join(dir, "config.json");
