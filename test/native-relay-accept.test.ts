@@ -5,7 +5,9 @@
 // refusals when out of fds, and no fd left behind.
 import test, { type ExecutionContext } from "ava";
 import net from "node:net";
+import fs from "node:fs";
 import { once } from "node:events";
+import { spawnSync } from "node:child_process";
 
 import type { Accepted, DialFailure, Relay, RelayEnd, RelayWatcher } from "../native/relay.js";
 import { closeFd, dupFd, listenTcp, setBlocking, socketName } from "../native/index.js";
@@ -239,6 +241,38 @@ test.serial("out of fds: a waiting connection is accepted into the reserve and c
   const a = await within(q.next(), 5000, "accepted again");
   closeFd(a.fd);
   after.destroy();
+});
+
+/** Connections waiting in the kernel's accept queue of the IPv4 socket listening on `port` (/proc/net/tcp's rx_queue). */
+function acceptQueueLength(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const line of fs.readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hexPort}`) && f[3] === "0A") return parseInt(f[4]!.split(":")[1]!, 16);
+  }
+  throw new Error(`no socket listens on ${port}`);
+}
+
+test.serial("while its JavaScript is busy, a thread accepts about 8 and leaves the rest in the kernel's queue for other workers; it takes them up after", async (t) => {
+  const relay = relayFor(t);
+  const l = listeningFd(t);
+  let accepted = 0;
+  relay.listen(l.fd, false, {
+    accepted: (a) => {
+      closeFd(a.fd);
+      accepted += 1;
+    },
+    refused: () => t.fail("refused"),
+  });
+  // spawnSync holds this thread while the child connects 20 times, then a wait: the relay's thread is on its own meanwhile.
+  const child = spawnSync(process.execPath, ["-e", `const net = require("net"); let n = 0; for (let i = 0; i < 20; i++) net.connect(${l.port}, "127.0.0.1", () => { if (++n === 20) process.exit(0); });`], { timeout: 10_000 });
+  t.is(child.status, 0, String(child.stderr));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  const left = acceptQueueLength(l.port);
+  t.true(left >= 20 - 8 - 3 && left <= 20 - 8, `${left} left in the kernel's queue: 8 taken, plus at most one accept batch past it`);
+  t.is(accepted, 0, "nothing delivered while this thread was held");
+  await until(() => accepted === 20, 5000, "all 20 accepted in the end");
+  t.is(acceptQueueLength(l.port), 0);
 });
 
 test.serial("bad arguments throw and leave the fd the caller's; no fd is left behind by 200 dialled connections", async (t) => {
