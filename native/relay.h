@@ -94,6 +94,10 @@ struct relay_conn {
   bool greedy[2];
   /* Thread-only: events of each side that came before adoption. */
   uint32_t early[2];
+  /* Thread-only: registered for RELAY_WATCH already (a dialled target is, from its connect on). */
+  bool watching[2];
+  /* dial(): the target's socket is the thread's own (socket()), with no dup: close() alone takes it off epoll. */
+  bool own_target;
   struct relay_dir dir[2];
   int64_t idle_ms; /* -1: no idle timeout */
   int64_t last_active;

@@ -177,8 +177,10 @@ void conn_begin(struct relay *r, struct relay_conn *c) {
   c->state = CONN_RELAYING;
   c->last_active = r->now;
   if (c->idle_ms >= 0) wheel_arm(&r->wheel, &c->timer, r->now + c->idle_ms);
-  /* Watched for readiness from now, before the pump: an edge during it is not missed. */
+  /* Watched for readiness from now, before the pump: an edge during it is not missed. A dialled target is already. */
   for (int s = 0; s < 2; s++) {
+    if (c->watching[s]) continue;
+    c->watching[s] = true;
     struct epoll_event ev = {.events = RELAY_WATCH, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)s)};
     if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd[s], &ev) != 0) {
       conn_end(r, c, error_of(s), errno);
@@ -241,9 +243,13 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
   c->reason = reason;
   c->err = err;
   for (int s = 0; s < 2; s++) {
-    /* No target fd while waiting for a redial. Closing alone would leave the registration while a dup lives elsewhere. */
+    /*
+     * No target fd while waiting for a redial. Closing alone would leave the
+     * registration while a dup lives elsewhere (JS's fds may have dups: add()'s
+     * are Node's sockets'); a target the thread connected itself has none.
+     */
     if (c->fd[s] >= 0) {
-      epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
+      if (s == SIDE_CLIENT || !c->own_target) epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
       close(c->fd[s]);
       c->fd[s] = -1;
     }

@@ -43,10 +43,10 @@ static void failed(struct relay *r, struct relay_conn *c, enum relay_dial_failur
   wheel_disarm(&r->wheel, &c->timer);
   int fd = c->fd[SIDE_TARGET];
   if (fd >= 0) {
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL);
-    close(fd);
+    close(fd); /* socket()'s own: no dup keeps its registration */
     c->fd[SIDE_TARGET] = -1;
   }
+  c->watching[SIDE_TARGET] = false;
   c->state = CONN_WAITING;
   outcome(r, c, EVENT_DIAL_FAILED, f, err);
 }
@@ -69,13 +69,15 @@ void dial_start(struct relay *r, struct relay_conn *c) {
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
       sy_set_keepalive(fd, r->keep_idle_s, r->keep_interval_s, r->keep_probes, &option) != 0)
     return failed(r, c, DIAL_ERROR, errno);
-  struct epoll_event ev = {.events = EPOLLOUT | EPOLLET, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)SIDE_TARGET)};
+  /* Watched for everything from the start: the connect's EPOLLOUT, then what a carried socket needs (no MOD later). */
+  struct epoll_event ev = {.events = RELAY_WATCH, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)SIDE_TARGET)};
   if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     int err = errno;
     close(fd);
     c->fd[SIDE_TARGET] = -1;
     return failed(r, c, DIAL_ERROR, err);
   }
+  c->watching[SIDE_TARGET] = true;
   if (connect(fd, &c->dial_addr.sa, c->dial_len) == 0) return connected(r, c);
   if (errno != EINPROGRESS) return failed(r, c, failure_of(errno), errno);
   c->state = CONN_DIALLING;
@@ -83,6 +85,8 @@ void dial_start(struct relay *r, struct relay_conn *c) {
 }
 
 void dial_event(struct relay *r, struct relay_conn *c, uint32_t events) {
+  /* Writable with no error or hang-up: connected (the common case, without asking SO_ERROR). */
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) return connected(r, c);
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(c->fd[SIDE_TARGET], SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -162,6 +166,7 @@ napi_value relay_m_dial(napi_env env, napi_callback_info info) {
   struct relay_conn *c = relay_conn_new(env, client, -1, idle);
   if (c == NULL) return NULL;
   c->state = CONN_DIALLING;
+  c->own_target = true;
   c->dial_addr = ss;
   c->dial_len = len;
   c->dial_timeout_ms = timeout;

@@ -75,8 +75,8 @@ export class RelayedConnection implements Carried, RelayWatcher {
     this.target = target;
     if (net.isIP(target.host) !== 0) return this.dial(runtime.app, target.host);
     runtime.lookup(target.host, { all: true }, (err, found) => {
-      // Shed or cut meanwhile: fail() has closed the client.
-      if (this.finished) return;
+      // Shed or cut meanwhile: fail() has closed the client, or its shutdown is on its way.
+      if (this.finished || this.endReason !== "closed") return;
       const addresses = Array.isArray(found) ? found.map((a) => a.address) : [found];
       if (err || addresses.length === 0) return this.targetFailed(runtime, { target, reason: "error", code: err?.code ?? "ENOTFOUND" });
       this.addresses = addresses;
@@ -118,7 +118,8 @@ export class RelayedConnection implements Carried, RelayWatcher {
   }
 
   dialFailed(reason: DialFailure, code: string): void {
-    if (this.finished) return;
+    // Given up meanwhile (shed, cut): its shutdown is on its way, and no other target is tried.
+    if (this.finished || this.endReason !== "closed") return;
     const runtime = this.runtime!;
     // Another address of the same name first, as Node's connect would.
     if (this.addresses.length > 0 && reason !== "timeout") return this.dial(runtime.app, this.addresses.shift()!);
