@@ -8,12 +8,12 @@
  *   takeAccepted() -> [fd, tag, address, port, localAddress, localPort, ...]
  *                                     fd -1: a connection refused, address its errno name
  *
- * Every worker's thread watching a shared socket is woken by a connection,
- * and each accepts at most ACCEPT_BATCH per turn. With EPOLLEXCLUSIVE, or
- * with larger batches, the thread woken first took a burst whole: 64
- * keep-alive connections opened at once split 66/0 to 70/30 between two
- * workers, against about 55/45 now. The price is a wake-up of each thread
- * per burst (libuv's own accept wakes every worker the same way).
+ * Sharing between workers: every worker's thread watching a shared socket
+ * is woken by a connection (no EPOLLEXCLUSIVE, which wakes the first waiter
+ * in the socket's queue, the same thread whenever it is idle), each accepts
+ * at most ACCEPT_BATCH per turn, and none accepts while ACCEPT_QUEUE_MAX of
+ * its connections wait for its JavaScript (hold). The price is a wake-up of
+ * each thread per burst (libuv's own accept wakes every worker the same way).
  *
  * Out of fds (EMFILE, ENFILE) a pending connection is accepted into a reserve
  * fd and closed at once, and JS counts the refusal: the client learns at once,

@@ -50,8 +50,10 @@ export interface ProxyHooks {
    */
   readonly wantsAddresses: boolean;
   /**
-   * Carries established connections' bytes (--data-path native): splice() on
-   * the addon's thread; null: Node streams (--data-path js).
+   * The addon's relay thread (--data-path native): it accepts, connects and
+   * carries the bytes (worker/relayed-connection.ts), or carries a connection
+   * Node accepted and connected (worker/relay-handover.ts); null: Node streams
+   * for everything (--data-path js).
    */
   readonly relay: Relay | null;
   onUpstreamFailure(app: AppPlan, f: ConnectFailure): void;

@@ -19,8 +19,11 @@ export const CLIENT_HELLO_TIMEOUT_MS = 5000;
 export const PROXY_HEADER_TIMEOUT_MS = 5000;
 
 /**
- * Carries one client connection to a target: both directions piped with
- * backpressure, a half-close passed on, an error on either side closes both.
+ * Carries one client connection Node accepted to a target: both directions
+ * piped with backpressure, a half-close passed on, an error on either side
+ * closes both; or, once connected, handed to the relay thread. The path for
+ * what must read the client's first bytes in JavaScript (a PROXY header, a
+ * ClientHello) and for --data-path js; the rest takes RelayedConnection.
  */
 export class ProxiedConnection implements Carried {
   private upstream: net.Socket | undefined;
