@@ -6,7 +6,8 @@
  * the thread connect and then carry the connection; or JS connects itself
  * and add() hands over an established pair.
  *
- *   relay_napi.c    the JS side: create, add, shutdown, close, event delivery
+ *   relay_napi.c    the JS side: create, add, shutdown, close
+ *   relay_deliver.c the JS side: ends and connect outcomes delivered in batches
  *   relay.c         the thread: its loop, the commands JS hands over, slots (ids)
  *   relay_conn.c    one connection: events, pumping both directions, ending
  *   relay_accept.c  listening sockets: listen/unlisten/takeAccepted, the thread's accept
@@ -262,6 +263,9 @@ void accept_ready(struct relay *r, struct relay_listener *l);
 void accept_turn(struct relay *r);
 int accept_timeout_ms(const struct relay *r, int timeout);
 void accept_stop(struct relay *r); /* the thread is gone: frees what it held */
+
+/* relay_deliver.c (JS thread): the threadsafe function's call. */
+void relay_deliver(napi_env env, napi_value js_cb, void *context, void *data);
 
 /* N-API methods (JS thread), registered by relay_napi.c. */
 struct relay *relay_get_self(napi_env env, napi_callback_info info, size_t want, napi_value *argv, bool allow_closed);

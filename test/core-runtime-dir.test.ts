@@ -4,7 +4,7 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { cli, runCommand, startSupervisor, writeJson, type RunningSupervisor } from "./helpers/supervisor.js";
+import { cli, runCommand, RUNTIME_DIR_FILES, startSupervisor, writeJson, type RunningSupervisor } from "./helpers/supervisor.js";
 import { exchange, freePorts, startTarget } from "./helpers/net.js";
 
 test("a second supervisor on the same runtime dir is refused; the first keeps its control socket and reloads", async (t) => {
@@ -71,7 +71,7 @@ test("a supervisor in another network namespace may share the runtime dir: each 
   const files = fs.readdirSync(host.runtimeDir).sort();
   t.is(files.filter((f) => f.endsWith(".lock")).length, 2, files.join(" "));
   t.true(files.includes(`supervisor-netns-${ourNetns}.lock`), files.join(" "));
-  t.deepEqual(files.filter((f) => !f.endsWith(".lock")), ["control.sock"]);
+  t.deepEqual(files.filter((f) => !f.endsWith(".lock")), RUNTIME_DIR_FILES);
   for (const sup of [host, other]) {
     const mark = sup.logs.length;
     process.kill(sup.pid, "SIGHUP");

@@ -2,6 +2,7 @@
 // log lines, and cleans up every process it started.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import module from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +10,16 @@ import { once } from "node:events";
 
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 export const cli = path.join(repoRoot, "bin/switchyard.js");
+
+/**
+ * What a runtime dir holds besides its locks while a supervisor runs: the
+ * control socket, and on Node lines with a compile cache (22.1 and later) the
+ * workers' cache, which the supervisor points them at (NODE_COMPILE_CACHE).
+ */
+export const RUNTIME_DIR_FILES: readonly string[] = [
+  ...("enableCompileCache" in module ? ["compile-cache"] : []),
+  "control.sock",
+];
 
 export type LogLine = Record<string, unknown> & { event?: string; pid?: number; role?: string };
 
