@@ -190,6 +190,9 @@ async function drain(timeoutMs: number): Promise<void> {
   if (recycleWanted && served && outcome === "idle") {
     // Its access-log lines are in the pipe before the supervisor counts this generation done.
     await accessLog.flushed();
+    // A stop's "drain" that is already in the channel (the relay's report of the last end can
+    // come first in the same turn of the loop) is read before deciding.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   if (recycleWanted && served && outcome === "idle" && channel.connected) {
     const final = metrics?.snapshot() ?? [];
