@@ -150,6 +150,18 @@ async function newWorkerFrozen(t: ExecutionContext, args: string[], freeze: Free
   });
 }
 
+/** Every thread of `pid` in state T (stopped) in /proc. */
+function frozen(pid: number): boolean {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).every((tid) => {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      return /^[Tt]$/.test(stat.charAt(stat.lastIndexOf(")") + 2));
+    });
+  } catch {
+    return false;
+  }
+}
+
 test.serial("a NEW worker stopped during a reload: rolled back within --start-timeout, the frozen worker killed, 0 failed", async (t) => {
   await newWorkerFrozen(t, ["--spare-workers", "0"], freshFrozen, "5a. new worker SIGSTOPped during a reload");
 });
@@ -168,8 +180,11 @@ test.serial("an OLD serving worker stopped during a reload: the reload succeeds,
   try {
     await l.progress(200);
     process.kill(victim, "SIGSTOP");
-    stoppedAt = Date.now();
     stopped.push(victim);
+    // Each of its threads stops as it next runs, not when kill() returns: its relay thread may
+    // still accept a connection dialled meanwhile. "After the stop" starts once all are stopped.
+    t.true(await pollUntil(() => frozen(victim), 2000, 5), "every thread of the worker stopped");
+    stoppedAt = Date.now();
     const mark = sup.logs.length;
     const r = await reloadVia(sup, sighup(sup), undefined, 20_000);
     t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
