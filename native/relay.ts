@@ -114,6 +114,10 @@ export interface RelayStats {
   copyReads: number;
   /** pipe2 calls that failed (EMFILE, ENFILE ...), since creation: each made a read take the copy path. */
   pipeFailures: number;
+  /** Connections accepted by the thread that JS has not taken yet. */
+  acceptedWaiting: number;
+  /** 1 while a listener is off epoll until JS takes what waits (the hold at 8). */
+  holding: number;
 }
 
 interface NativeRelay {

@@ -11,7 +11,6 @@
  * the facade, which holds this object: it is collected only after close() has
  * released the function (or at teardown).
  */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -223,6 +222,7 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   if (r == NULL) return NULL;
   pthread_mutex_lock(&r->mu);
   uint64_t live = r->live;
+  uint64_t waiting = r->naccepted;
   pthread_mutex_unlock(&r->mu);
   napi_value obj;
   NAPI_CALL(env, napi_create_object(env, &obj));
@@ -230,7 +230,9 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
       !set_stat(env, obj, "pipesBusy", relay_stat_get(&r->pool.busy)) ||
       !set_stat(env, obj, "buffers", relay_stat_get(&r->buffers)) ||
       !set_stat(env, obj, "copyReads", relay_stat_get(&r->copy_reads)) ||
-      !set_stat(env, obj, "pipeFailures", relay_stat_get(&r->pipe_failures)))
+      !set_stat(env, obj, "pipeFailures", relay_stat_get(&r->pipe_failures)) ||
+      !set_stat(env, obj, "acceptedWaiting", waiting) ||
+      !set_stat(env, obj, "holding", __atomic_load_n(&r->holding, __ATOMIC_ACQUIRE) ? 1 : 0))
     return NULL;
   return obj;
 }

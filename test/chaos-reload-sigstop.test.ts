@@ -11,7 +11,9 @@
 //   held when it froze can fail; none dialled after the SIGSTOP does.
 // - A NEW worker stopped just after its health check passed: the cut-over goes
 //   on without it (serve_unconfirmed), the other new worker takes everything,
-//   and the liveness check kills and replaces the frozen one. No connection fails.
+//   and the liveness check kills and replaces the frozen one. Only connections
+//   it took in the instant between its "serve" and the stop can fail; none
+//   dialled after the stop does.
 import test, { type ExecutionContext } from "ava";
 import fs from "node:fs";
 import { startSupervisor, type RunningSupervisor } from "./helpers/supervisor.js";
@@ -221,15 +223,21 @@ test.serial("a NEW worker stopped right after its health check: the cut-over goe
   const { sup, ports, stopped } = await setup(t);
   const l = load(ports);
   let replacedAfter = 0;
+  let stoppedAt = Infinity;
   try {
     await l.progress(200);
-    const frozen = sup.waitFor((x) => x.event === "worker_ready" && x.generation === 2 && x.worker === 0, 15_000, sup.logs.length).then((x) => {
-      process.kill(x.pid as number, "SIGSTOP");
-      stopped.push(x.pid as number);
-      return { pid: x.pid as number, at: Date.now() };
+    const freezing = sup.waitFor((x) => x.event === "worker_ready" && x.generation === 2 && x.worker === 0, 15_000, sup.logs.length).then(async (x) => {
+      const pid = x.pid as number;
+      process.kill(pid, "SIGSTOP");
+      stopped.push(pid);
+      const at = Date.now();
+      // The stop lands as each thread next runs: a connection the worker took meanwhile is held by it.
+      if (await pollUntil(() => frozen(pid), 5000, 1)) stoppedAt = Date.now();
+      return { pid, at };
     });
     const r = await reloadVia(sup, sighup(sup), undefined, 20_000);
-    const { pid, at } = await frozen;
+    const { pid, at } = await freezing;
+    t.not(stoppedAt, Infinity, "the worker never stopped");
     t.is(r.ended.event, "reload_succeeded", JSON.stringify(r.ended));
     // The stop races the cut-over (it follows the worker_ready line the test reads): either the
     // cut-over waited for the frozen worker's "serving" in vain and said so, or the worker had
@@ -248,13 +256,18 @@ test.serial("a NEW worker stopped right after its health check: the cut-over goe
   } finally {
     await l.stop();
   }
-  const tally = new Tally().addOutcomes(l.outcomes);
-  t.is(tally.failed, 0, JSON.stringify(tally.errors));
+  // It may have taken a few connections between its "serve" and the stop (the race the
+  // test cannot close from outside): those die with it; nothing dialled after the stop may.
+  const afterStop = new Tally().addOutcomes(l.outcomes.filter((o) => o.startedAt > stoppedAt));
+  const heldByFrozen = new Tally().addOutcomes(l.outcomes.filter((o) => o.startedAt <= stoppedAt));
+  t.is(afterStop.failed, 0, JSON.stringify(afterStop.errors));
+  t.true(heldByFrozen.failed <= LOOPS, `${heldByFrozen.failed} failed`);
+  const all = Tally.sum(afterStop, heldByFrozen);
   report(t, {
     fault: "5c. new worker SIGSTOPped after its health check",
-    attempted: tally.attempted,
-    failed: tally.failed,
-    whatFailed: tally.errors,
-    touched: `none: it never accepted; the generation served on one worker until the liveness check replaced it (${replacedAfter} ms)`,
+    attempted: all.attempted,
+    failed: all.failed,
+    whatFailed: all.errors,
+    touched: `${heldByFrozen.failed} taken by it in the instant before the stop; the generation served on one worker until the liveness check replaced it (${replacedAfter} ms)`,
   });
 });

@@ -267,9 +267,16 @@ test.serial("while its JavaScript is busy, a thread accepts about 8 and leaves t
   // spawnSync holds this thread while the child connects 20 times, then a wait: the relay's thread is on its own meanwhile.
   const child = spawnSync(process.execPath, ["-e", `const net = require("net"); let n = 0; for (let i = 0; i < 20; i++) net.connect(${l.port}, "127.0.0.1", () => { if (++n === 20) process.exit(0); });`], { timeout: 10_000 });
   t.is(child.status, 0, String(child.stderr));
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
-  const left = acceptQueueLength(l.port);
-  t.true(left >= 20 - 8 - 3 && left <= 20 - 8, `${left} left in the kernel's queue: 8 taken, plus at most one accept batch past it`);
+  // This thread stays held (no await) until the relay's thread holds too: what it took and what the kernel keeps then add up to 20.
+  let stats = relay.stats();
+  let left = acceptQueueLength(l.port);
+  for (const until = Date.now() + 5000; !(stats.holding === 1 && stats.acceptedWaiting + left === 20) && Date.now() < until; ) {
+    stats = relay.stats();
+    left = acceptQueueLength(l.port);
+  }
+  t.is(stats.holding, 1, "the listener is held");
+  t.true(stats.acceptedWaiting >= 8 && stats.acceptedWaiting <= 8 + 3, `${stats.acceptedWaiting} taken: 8, plus at most one accept batch past it`);
+  t.is(left, 20 - stats.acceptedWaiting, "the rest wait in the kernel's queue");
   t.is(accepted, 0, "nothing delivered while this thread was held");
   await until(() => accepted === 20, 5000, "all 20 accepted in the end");
   t.is(acceptQueueLength(l.port), 0);
