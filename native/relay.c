@@ -21,12 +21,12 @@
  * event later in the same batch may still name one (it finds `ended` set).
  *
  * add() and dial() register the sockets in epoll themselves, on the JS
- * thread, so that a failure throws there with the fds still the caller's, but
- * watched for nothing (RELAY_WATCH): only an error or a hang-up can come
- * before the thread has taken the command, and it is only noted (`early`).
- * Adoption sets the watch, then pumps both directions as if every readiness
- * had been reported; a dial first connects (relay_dial.c), unless its client
- * has reset meanwhile.
+ * thread, so that a failure throws there with the fds still the caller's.
+ * add()'s are watched for nothing yet (RELAY_WATCH at adoption), dial()'s
+ * client for everything at once; what comes before the thread has taken the
+ * command is only noted (`early`). Adoption pumps both directions as if every
+ * readiness had been reported; a dial first connects (relay_dial.c), unless
+ * its client has reset meanwhile.
  *
  * Listening sockets (relay_accept.c) are watched level-triggered: a turn
  * accepts a small batch from each that is ready; the rest waits for the next
@@ -117,7 +117,7 @@ static void handle(struct relay *r, const struct epoll_event *e) {
   struct relay_conn *c = (struct relay_conn *)(tag & ~(uintptr_t)1);
   if (c->ended) return;
   if (!c->adopted) {
-    /* Only an error or a hang-up comes before adoption, which pumps as if every readiness had; a dial checks for it. */
+    /* Noted for adoption, which pumps as if every readiness had; a dial checks it for a reset client. */
     c->early[tag & 1] |= e->events;
     return;
   }

@@ -93,12 +93,16 @@ struct relay_conn {
   bool readable[2], writable[2];
   /* A FIN (or an error) may wait behind the bytes: read until EAGAIN, not only until a short read. */
   bool greedy[2];
-  /* Thread-only: events of each side that came before adoption. */
+  /* Thread-only: events of each side that came before adoption; a dialled client's, until its target is connected. */
   uint32_t early[2];
-  /* Thread-only: registered for RELAY_WATCH already (a dialled target is, from its connect on). */
+  /* Registered for RELAY_WATCH already: a dialled connection's client from dial() on, its target from its connect on. */
   bool watching[2];
-  /* dial(): the target's socket is the thread's own (socket()), with no dup: close() alone takes it off epoll. */
-  bool own_target;
+  /*
+   * dial(): the client's fd is the relay's alone (takeAccepted()'s, given up by
+   * JS) and the target's is the thread's own (socket()). With no dup, close()
+   * alone takes a socket off epoll and sends its FIN.
+   */
+  bool own_client, own_target;
   struct relay_dir dir[2];
   int64_t idle_ms; /* -1: no idle timeout */
   int64_t last_active;
@@ -249,7 +253,7 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
 /* Any thread, once nobody else can touch it: closes its fds and frees it. */
 void conn_free(struct relay_conn *c, bool close_fds);
 /* From CONN_DIALLING once connected: watched for everything, timers set, pumped. */
-void conn_begin(struct relay *r, struct relay_conn *c);
+void conn_begin(struct relay *r, struct relay_conn *c, bool target_readable);
 
 /* relay_dial.c (epoll thread) */
 void dial_start(struct relay *r, struct relay_conn *c);

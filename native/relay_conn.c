@@ -114,8 +114,13 @@ static bool pump_dir(struct relay *r, struct relay_conn *c, int s) {
       continue;
     }
     if (d->eof) {
-      /* Everything before the EOF is written: pass the half-close on. */
-      if (!d->shut && shutdown(c->fd[dst], SHUT_WR) != 0) {
+      /*
+       * Everything before the EOF is written: pass the half-close on. If the
+       * other way is shut already, the close() that follows at once sends this
+       * FIN: both reads saw EOF, so nothing unread turns it into a reset.
+       */
+      bool closing = c->own_client && c->own_target && c->dir[dst].shut;
+      if (!d->shut && !closing && shutdown(c->fd[dst], SHUT_WR) != 0) {
         conn_end(r, c, error_of(dst), errno);
         return false;
       }
@@ -170,10 +175,11 @@ void conn_adopt(struct relay *r, struct relay_conn *c) {
     if (!c->ended) dial_start(r, c);
     return;
   }
-  conn_begin(r, c);
+  conn_begin(r, c, true);
 }
 
-void conn_begin(struct relay *r, struct relay_conn *c) {
+/* target_readable: whether the target may have sent already (a dialled one's connect event says). */
+void conn_begin(struct relay *r, struct relay_conn *c, bool target_readable) {
   c->state = CONN_RELAYING;
   c->last_active = r->now;
   if (c->idle_ms >= 0) wheel_arm(&r->wheel, &c->timer, r->now + c->idle_ms);
@@ -187,8 +193,20 @@ void conn_begin(struct relay *r, struct relay_conn *c) {
       return;
     }
   }
-  /* Events that came before were dropped: every readiness flag starts set. */
+  /*
+   * Events that came before were not acted on: every readiness flag starts
+   * set, but where the events seen say there is nothing to read (what comes
+   * later is an edge of its own), and no FIN to read for: recv()s that would
+   * say EAGAIN saved. A dialled client was watched for everything from dial()
+   * on (`early`); a target, from its connect on (target_readable).
+   */
   for (int s = 0; s < 2; s++) c->readable[s] = c->writable[s] = c->greedy[s] = true;
+  if (c->own_client) {
+    uint32_t seen = c->early[SIDE_CLIENT];
+    c->readable[SIDE_CLIENT] = (seen & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    c->greedy[SIDE_CLIENT] = (seen & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  }
+  c->readable[SIDE_TARGET] = c->greedy[SIDE_TARGET] = target_readable;
   conn_pump(r, c);
 }
 
@@ -198,6 +216,7 @@ void conn_event(struct relay *r, struct relay_conn *c, int side, uint32_t events
       if (c->state == CONN_DIALLING) dial_event(r, c, events);
       return;
     }
+    c->early[SIDE_CLIENT] |= events; /* for conn_begin() */
   }
   if (events & EPOLLERR) {
     /* A reset or a timeout ends it at once, also while a paused direction reads nothing. */
@@ -249,7 +268,7 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
      * are Node's sockets'); a target the thread connected itself has none.
      */
     if (c->fd[s] >= 0) {
-      if (s == SIDE_CLIENT || !c->own_target) epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
+      if (!(s == SIDE_CLIENT ? c->own_client : c->own_target)) epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd[s], NULL);
       close(c->fd[s]);
       c->fd[s] = -1;
     }

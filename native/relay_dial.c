@@ -51,10 +51,10 @@ static void failed(struct relay *r, struct relay_conn *c, enum relay_dial_failur
   outcome(r, c, EVENT_DIAL_FAILED, f, err);
 }
 
-static void connected(struct relay *r, struct relay_conn *c) {
+static void connected(struct relay *r, struct relay_conn *c, bool target_readable) {
   wheel_disarm(&r->wheel, &c->timer);
   outcome(r, c, EVENT_CONNECTED, DIAL_ERROR, 0);
-  conn_begin(r, c);
+  conn_begin(r, c, target_readable);
 }
 
 static enum relay_dial_failure failure_of(int err) { return err == ECONNREFUSED ? DIAL_REFUSED : DIAL_ERROR; }
@@ -78,7 +78,7 @@ void dial_start(struct relay *r, struct relay_conn *c) {
     return failed(r, c, DIAL_ERROR, err);
   }
   c->watching[SIDE_TARGET] = true;
-  if (connect(fd, &c->dial_addr.sa, c->dial_len) == 0) return connected(r, c);
+  if (connect(fd, &c->dial_addr.sa, c->dial_len) == 0) return connected(r, c, true);
   if (errno != EINPROGRESS) return failed(r, c, failure_of(errno), errno);
   c->state = CONN_DIALLING;
   wheel_arm(&r->wheel, &c->timer, r->now + c->dial_timeout_ms);
@@ -86,13 +86,13 @@ void dial_start(struct relay *r, struct relay_conn *c) {
 
 void dial_event(struct relay *r, struct relay_conn *c, uint32_t events) {
   /* Writable with no error or hang-up: connected (the common case, without asking SO_ERROR). */
-  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) return connected(r, c);
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) return connected(r, c, (events & (EPOLLIN | EPOLLRDHUP)) != 0);
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(c->fd[SIDE_TARGET], SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err != 0) return failed(r, c, failure_of(err), err);
   if (events & (EPOLLERR | EPOLLHUP)) return failed(r, c, DIAL_ERROR, ECONNRESET);
-  if (events & EPOLLOUT) connected(r, c);
+  if (events & EPOLLOUT) connected(r, c, true);
 }
 
 void dial_timed_out(struct relay *r, struct relay_conn *c) { failed(r, c, DIAL_TIMEOUT, ETIMEDOUT); }
@@ -166,7 +166,7 @@ napi_value relay_m_dial(napi_env env, napi_callback_info info) {
   struct relay_conn *c = relay_conn_new(env, client, -1, idle);
   if (c == NULL) return NULL;
   c->state = CONN_DIALLING;
-  c->own_target = true;
+  c->own_client = c->own_target = true;
   c->dial_addr = ss;
   c->dial_len = len;
   c->dial_timeout_ms = timeout;

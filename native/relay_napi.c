@@ -66,10 +66,18 @@ bool relay_get_idle(napi_env env, napi_value value, int64_t *idle) {
   return true;
 }
 
+/*
+ * add(): an error or a hang-up until conn_begin() watches for everything
+ * (RELAY_WATCH). dial(): everything from now on, and no EPOLL_CTL_MOD later:
+ * readiness before the target is connected is dropped (conn_event), and
+ * conn_begin() reads the client as if it were readable.
+ */
 static int watch(struct relay *r, struct relay_conn *c, int side) {
-  struct epoll_event ev = {.events = EPOLLET, /* RELAY_WATCH from adoption on */
-                           .data.ptr = (void *)((uintptr_t)c | (uintptr_t)side)};
-  return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd[side], &ev);
+  bool all = c->state == CONN_DIALLING;
+  struct epoll_event ev = {.events = all ? RELAY_WATCH : EPOLLET, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)side)};
+  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd[side], &ev) != 0) return -1;
+  c->watching[side] = all;
+  return 0;
 }
 
 static napi_value throw_freeing(napi_env env, struct relay_conn *c, int err, const char *syscall, const char *detail) {
