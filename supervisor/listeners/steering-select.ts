@@ -22,12 +22,15 @@ export function chooseSteering(choice: SteeringChoice, log: Logger, inherited?: 
   };
   if (choice === "ports") return ports();
   // Decided before BPF is loaded: nothing is attached for a mode that cannot serve.
-  const unit = socketUnitReason(inherited);
-  if (unit !== undefined) {
-    if (choice === "bpf") throw new SwitchyardError("BPF_UNAVAILABLE", `--steering bpf: ${unit}; use --steering ports, or auto (which falls back to ports)`);
-    // info, not warn: socket activation is a supported setup, and ports mode its only way.
-    log.info({ event: "steering_fallback", mode: "ports", reason: unit });
-    return ports(unit);
+  const perPort = perPortReason(inherited);
+  if (perPort !== undefined) {
+    // An explicit bpf refuses rather than close them: that would reset what their queues
+    // hold, and would not even free the ports while systemd's fd store keeps its copies.
+    if (choice === "bpf") throw new SwitchyardError("BPF_UNAVAILABLE", `--steering bpf: ${perPort.reason}; use --steering ports, or auto (which falls back to ports)${perPort.hint}`);
+    // info, not warn: socket activation and a switch of mode are supported, and ports mode serves them.
+    const reason = perPort.reason + perPort.hint;
+    log.info({ event: "steering_fallback", mode: "ports", reason });
+    return ports(reason);
   }
   try {
     return new BpfListeners(log, inherited?.bpf);
@@ -41,19 +44,35 @@ export function chooseSteering(choice: SteeringChoice, log: Logger, inherited?: 
 
 const NAMES_SHOWN = 3;
 
+function shownNames(fds: readonly { name: string }[]): string {
+  const names = [...new Set(fds.map((f) => f.name))];
+  return names.slice(0, NAMES_SHOWN).join(", ") + (names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : "");
+}
+
 /**
- * Why BPF mode cannot serve what was inherited, if it holds a socket unit's
- * listeners (a name not ours: its FileDescriptorName=, or "ext-…" after an
- * upgrade). They are per-port sockets on the apps' ports, which BPF mode does
- * not use: to its sk_lookup they are foreign listeners it must not rob, so
- * every start would fail with EADDRINUSE (a restart loop under systemd).
- * Our own "tcp-…" listeners (a ports-mode predecessor) do not count.
+ * Why BPF mode cannot take over what was inherited, if it holds per-port
+ * listening sockets: BPF mode does not use them, and to its sk_lookup they are
+ * foreign listeners it must not rob, so every start would fail with EADDRINUSE
+ * (a restart loop under systemd). Ports mode serves them as they are, with the
+ * connections already in their queues, which closing them would reset.
+ *  - A socket unit's (a name not ours: its FileDescriptorName=, or "ext-…" after
+ *    an upgrade): systemd passes them on every start, so ports mode for good.
+ *  - Our own "tcp-…" of a ports-mode predecessor (the fd store after a restart
+ *    whose unit now says auto, or an upgrade from a supervisor that fell back),
+ *    unless BPF state came too: a predecessor in BPF mode, whose steering goes on.
+ *    Ports mode stores them again: it lasts until a stop empties the store.
  */
-function socketUnitReason(inherited: Inheritance | undefined): string | undefined {
-  const names = [...new Set((inherited?.listeners ?? []).filter((f) => !isOwnListenerName(f.name)).map((f) => f.name))];
-  if (names.length === 0) return undefined;
-  const shown = names.slice(0, NAMES_SHOWN).join(", ") + (names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : "");
-  return `socket activation passes per-port listening sockets (${shown}), which BPF mode does not use`;
+function perPortReason(inherited: Inheritance | undefined): { reason: string; hint: string } | undefined {
+  if (!inherited) return undefined;
+  const { listeners } = inherited;
+  const unit = listeners.filter((f) => !isOwnListenerName(f.name));
+  if (unit.length > 0) return { reason: `socket activation passes per-port listening sockets (${shownNames(unit)}), which BPF mode does not use`, hint: "" };
+  if (listeners.length === 0 || inherited.bpf !== undefined) return undefined;
+  const source = inherited.from === "upgrade" ? "the previous supervisor hands over" : "systemd's fd store holds";
+  return {
+    reason: `${source} the per-port listening sockets of a supervisor in ports mode (${shownNames(listeners)}), which BPF mode does not use; closing them would reset the connections in their queues`,
+    hint: "; to switch to BPF, stop the service (which empties the fd store) and start it",
+  };
 }
 
 function detachLeftover(steering: NonNullable<Inheritance["bpf"]>["steering"], log: Logger): void {

@@ -47,11 +47,20 @@ export class ServiceManager {
   private children = new Set<ChildProcess>();
   private waiters: { match: (l: LogLine) => boolean; from: number; resolve: (l: LogLine) => void }[] = [];
 
-  constructor(private readonly opts: ManagerOptions) {
+  constructor(private opts: ManagerOptions) {
     this.socket = unixDgramSocket(this.notifyPath);
     this.poll = setInterval(() => this.receive(), 2);
     // The main process may not be our child (MAINPID= after an upgrade): watched through /proc.
     this.watch = setInterval(() => this.checkMain(), 10);
+  }
+
+  /**
+   * An edit of ExecStart= and `systemctl daemon-reload`: the next start runs
+   * with `args`. The fd store is kept, as systemd keeps it across a restart
+   * (FileDescriptorStorePreserve=restart, its default).
+   */
+  setArgs(args: string[]): void {
+    this.opts = { ...this.opts, args };
   }
 
   /** Starts the service (ExecStart) with whatever the store holds. */
