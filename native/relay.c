@@ -60,8 +60,29 @@ void relay_wake(struct relay *r) {
   if (write(r->evfd, &one, sizeof one) < 0) return;
 }
 
-void relay_notify_locked(struct relay *r) {
-  if (r->notify_pending || (r->done == NULL && r->events == NULL && r->naccepted == 0)) return;
+/*
+ * How long news of a connect that succeeded may wait for a call of the tsfn
+ * that something else makes: a short connection's end, or the next accepted
+ * one. It only updates counts (balancing, passive health), and a connection
+ * of a few milliseconds then costs the JS thread one wake-up instead of two.
+ */
+#define CONNECTED_DELAY_MS 5
+
+/* Thread only: whether the JS thread is to be called now for the successes on the events list. */
+static bool events_due(const struct relay *r) {
+  return r->events != NULL && (r->events_urgent || r->now - r->events_since >= CONNECTED_DELAY_MS);
+}
+
+/* Milliseconds until the successes on the events list are due; timeout if sooner or none (under mu). */
+static int events_timeout_ms(const struct relay *r, int timeout) {
+  if (r->events == NULL || r->notify_pending) return timeout;
+  int64_t left = r->events_since + CONNECTED_DELAY_MS - r->now;
+  int ms = left < 0 ? 0 : (int)left;
+  return timeout < 0 || ms < timeout ? ms : timeout;
+}
+
+void relay_notify_locked(struct relay *r, bool all) {
+  if (r->notify_pending || (r->done == NULL && r->naccepted == 0 && !(all ? r->events != NULL : events_due(r)))) return;
   r->notify_pending = true;
   /* One call delivers everything waiting; it fails only while Node tears the tsfn down. */
   napi_call_threadsafe_function(r->tsfn, NULL, napi_tsfn_nonblocking);
@@ -193,8 +214,12 @@ static void expire(struct relay *r) {
   while ((e = wheel_pop_due(&r->wheel)) != NULL) conn_idle_due(r, RELAY_OWNER(e, struct relay_conn, timer));
 }
 
-/* Ended connections to the JS thread, and a call of the tsfn if anything (ends, events, accepted) waits. */
-static void hand_over(struct relay *r) {
+/*
+ * Ended connections to the JS thread, and a call of the tsfn if anything
+ * (ends, events due, accepted) waits. Returns the epoll timeout for events not
+ * yet due.
+ */
+static int hand_over(struct relay *r) {
   pthread_mutex_lock(&r->mu);
   if (r->zombies != NULL) {
     *r->done_tail = r->zombies;
@@ -202,15 +227,19 @@ static void hand_over(struct relay *r) {
     r->zombies = NULL;
     r->zombies_tail = &r->zombies;
   }
-  relay_notify_locked(r);
+  relay_notify_locked(r, false);
+  int timeout = events_timeout_ms(r, -1);
   pthread_mutex_unlock(&r->mu);
+  return timeout;
 }
 
 static void *relay_main(void *arg) {
   struct relay *r = arg;
   struct epoll_event events[MAX_EVENTS];
+  int delivery = -1;
   for (;;) {
-    int timeout = list_empty(&r->more) ? accept_timeout_ms(r, wheel_timeout_ms(&r->wheel, r->now)) : 0;
+    int timeout = list_empty(&r->more) ? dial_keepalive_timeout_ms(r, accept_timeout_ms(r, wheel_timeout_ms(&r->wheel, r->now))) : 0;
+    if (delivery >= 0 && (timeout < 0 || delivery < timeout)) timeout = delivery;
     /* Only EINTR can fail it here (n < 0): that is an empty turn. */
     int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
     r->now = relay_now_ms();
@@ -219,7 +248,8 @@ static void *relay_main(void *arg) {
     bool stop = take_commands(r);
     accept_turn(r);
     expire(r);
-    hand_over(r);
+    dial_keepalive_turn(r);
+    delivery = hand_over(r);
     if (stop) return NULL;
   }
 }

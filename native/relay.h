@@ -119,6 +119,8 @@ struct relay_conn {
   struct relay_link shut;
   /* Under relay.mu: relay.redials, with where to (copied to dial_addr by the thread). */
   struct relay_link redial;
+  struct relay_link keepalive; /* relay.keepalive_due (thread): a dialled target's, from its connect */
+  int64_t connected_at;
   union relay_addr redial_addr;
   socklen_t redial_len;
   int64_t redial_timeout_ms;
@@ -192,8 +194,14 @@ struct relay {
   size_t live;
   /* Under mu: ended connections waiting for the JS thread. */
   struct relay_conn *done, **done_tail;
-  /* Under mu: connections with a connect's outcome for the JS thread. */
+  /*
+   * Under mu: connections with a connect's outcome for the JS thread. A failure
+   * is urgent (JS redials); successes wait up to CONNECTED_DELAY_MS from the
+   * first on the list (events_since) for something that wakes JS anyway.
+   */
   struct relay_conn *events, **events_tail;
+  bool events_urgent;
+  int64_t events_since;
   struct relay_link redials;
   /* Under mu: accepted connections for takeAccepted(); unlistened listeners for the thread to free. */
   struct relay_accepted *accepted;
@@ -210,6 +218,7 @@ struct relay {
   struct relay_pool pool;
   struct relay_wheel wheel;
   struct relay_link all, more;
+  struct relay_link keepalive_due; /* dialled targets connected, in order, without keepalive yet */
   struct relay_conn *zombies, **zombies_tail; /* ended this turn; handed to JS at its end */
   int64_t now;
   int reserve_fd; /* /dev/null, closed for a moment to accept and refuse a connection when out of fds */
@@ -229,7 +238,8 @@ int relay_start(struct relay *r, const char **syscall); /* 0, or an errno and th
 void relay_stop(struct relay *r);
 void relay_wake(struct relay *r);
 /* Under mu: the tsfn is called once for whatever JS has waiting (ends, events, accepted). */
-void relay_notify_locked(struct relay *r);
+/* all: also successes of connects not yet due (relay.c, CONNECTED_DELAY_MS). */
+void relay_notify_locked(struct relay *r, bool all);
 /* Under mu; 0 or an errno. Sets c->id and c->seq. */
 int relay_slot_alloc(struct relay *r, struct relay_conn *c);
 void relay_slot_free(struct relay *r, struct relay_conn *c);
@@ -260,6 +270,8 @@ void dial_start(struct relay *r, struct relay_conn *c);
 void dial_event(struct relay *r, struct relay_conn *c, uint32_t events);
 void dial_timed_out(struct relay *r, struct relay_conn *c);
 void dial_take_redials(struct relay *r, struct relay_link *redials);
+void dial_keepalive_turn(struct relay *r);
+int dial_keepalive_timeout_ms(const struct relay *r, int timeout);
 
 /* relay_accept.c (epoll thread) */
 void accept_ready(struct relay *r, struct relay_listener *l);

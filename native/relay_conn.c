@@ -277,6 +277,7 @@ void conn_end(struct relay *r, struct relay_conn *c, enum relay_reason reason, i
   }
   list_del(&c->all);
   list_del(&c->more);
+  list_del(&c->keepalive);
   wheel_disarm(&r->wheel, &c->timer);
   pthread_mutex_lock(&r->mu);
   relay_slot_free(r, c);

@@ -42,7 +42,7 @@ static void put_back(struct relay *r, struct relay_conn *done, struct relay_conn
     r->events = events;
   }
   r->notify_pending = false;
-  relay_notify_locked(r);
+  relay_notify_locked(r, true);
   pthread_mutex_unlock(&r->mu);
 }
 
@@ -56,6 +56,7 @@ void relay_deliver(napi_env env, napi_value js_cb, void *context, void *data) {
   r->done = r->events = NULL;
   r->done_tail = &r->done;
   r->events_tail = &r->events;
+  r->events_urgent = false;
   r->notify_pending = false;
   bool accepted = r->naccepted > 0;
   pthread_mutex_unlock(&r->mu);

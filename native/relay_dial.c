@@ -30,6 +30,8 @@
 
 static void outcome(struct relay *r, struct relay_conn *c, enum relay_event_kind kind, enum relay_dial_failure f, int err) {
   pthread_mutex_lock(&r->mu);
+  if (r->events == NULL) r->events_since = r->now;
+  if (kind == EVENT_DIAL_FAILED) r->events_urgent = true;
   c->event = kind;
   c->dial_failure = f;
   c->dial_err = err;
@@ -51,8 +53,37 @@ static void failed(struct relay *r, struct relay_conn *c, enum relay_dial_failur
   outcome(r, c, EVENT_DIAL_FAILED, f, err);
 }
 
+/*
+ * The target leg's keepalive (4 setsockopt) is set once a connection has
+ * lasted KEEPALIVE_AFTER_MS from its connect, not at each: the first probe
+ * comes after keep_idle_s of silence (60 s) anyway, a second later at most,
+ * and most connections are gone by then.
+ */
+#define KEEPALIVE_AFTER_MS 1000
+
+void dial_keepalive_turn(struct relay *r) {
+  while (!list_empty(&r->keepalive_due)) {
+    struct relay_conn *c = RELAY_OWNER(r->keepalive_due.next, struct relay_conn, keepalive);
+    if (c->connected_at + KEEPALIVE_AFTER_MS > r->now) return;
+    list_del(&c->keepalive);
+    const char *option;
+    if (sy_set_keepalive(c->fd[SIDE_TARGET], r->keep_idle_s, r->keep_interval_s, r->keep_probes, &option) != 0)
+      conn_end(r, c, RELAY_TARGET_ERROR, errno);
+  }
+}
+
+int dial_keepalive_timeout_ms(const struct relay *r, int timeout) {
+  if (list_empty(&r->keepalive_due)) return timeout;
+  const struct relay_conn *c = RELAY_OWNER(r->keepalive_due.next, struct relay_conn, keepalive);
+  int64_t left = c->connected_at + KEEPALIVE_AFTER_MS - r->now;
+  int ms = left < 0 ? 0 : (int)left;
+  return timeout < 0 || ms < timeout ? ms : timeout;
+}
+
 static void connected(struct relay *r, struct relay_conn *c, bool target_readable) {
   wheel_disarm(&r->wheel, &c->timer);
+  c->connected_at = r->now;
+  list_add_tail(&r->keepalive_due, &c->keepalive);
   outcome(r, c, EVENT_CONNECTED, DIAL_ERROR, 0);
   conn_begin(r, c, target_readable);
 }
@@ -64,11 +95,8 @@ void dial_start(struct relay *r, struct relay_conn *c) {
   if (fd < 0) return failed(r, c, DIAL_ERROR, errno);
   c->fd[SIDE_TARGET] = fd;
   int one = 1;
-  const char *option;
-  /* The client leg's options come from its listening socket; the target leg gets the same. */
-  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
-      sy_set_keepalive(fd, r->keep_idle_s, r->keep_interval_s, r->keep_probes, &option) != 0)
-    return failed(r, c, DIAL_ERROR, errno);
+  /* The client leg's options come from its listening socket; the target leg gets the same (keepalive later). */
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) return failed(r, c, DIAL_ERROR, errno);
   /* Watched for everything from the start: the connect's EPOLLOUT, then what a carried socket needs (no MOD later). */
   struct epoll_event ev = {.events = RELAY_WATCH, .data.ptr = (void *)((uintptr_t)c | (uintptr_t)SIDE_TARGET)};
   if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {

@@ -304,6 +304,7 @@ static napi_value relay_create(napi_env env, napi_callback_info info) {
   list_init(&r->held);
   list_init(&r->all);
   list_init(&r->more);
+  list_init(&r->keepalive_due);
   int err = pthread_mutex_init(&r->mu, NULL);
   if (err != 0) {
     free(r);

@@ -20,6 +20,8 @@ import { readUntilEnd, relayFor } from "./helpers/relay-pairs.js";
 class Watch implements RelayWatcher {
   readonly failures: [DialFailure, string][] = [];
   connects = 0;
+  /** connects when done() came. */
+  connectsAtEnd = -1;
   readonly end: Promise<RelayEnd>;
   private resolve!: (e: RelayEnd) => void;
   constructor(private readonly onFailure?: (reason: DialFailure) => void) {
@@ -33,6 +35,7 @@ class Watch implements RelayWatcher {
     this.onFailure?.(reason);
   }
   done(end: RelayEnd): void {
+    this.connectsAtEnd = this.connects;
     this.resolve(end);
   }
 }
@@ -114,6 +117,41 @@ test.serial("listen + dial: addresses handed over, the header first, bytes both 
   t.deepEqual(await w.end, { reason: "closed", bytesIn: 9, bytesOut: 11 });
   t.is(w.connects, 1);
   t.deepEqual(w.failures, []);
+});
+
+test.serial("a connect's success reaches JS by itself when nothing else wakes it, and always before the end", async (t) => {
+  const relay = relayFor(t);
+  const l = listeningFd(t);
+  // A target that accepts and says nothing: after the connect, no byte, no end, no accept.
+  const held: net.Socket[] = [];
+  const silent = net.createServer((s) => held.push(s));
+  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    silent.close();
+  });
+  const q = acceptQueue(relay, l.fd, false);
+  const client = net.connect(l.port, "127.0.0.1");
+  t.teardown(() => client.destroy());
+  const a = await q.next();
+  const w = new Watch();
+  relay.dial(a.fd, "127.0.0.1", (silent.address() as net.AddressInfo).port, { connectTimeoutMs: 2000, idleTimeoutMs: null }, w);
+  await until(() => w.connects === 1, 2000, "connected, with nothing else to deliver");
+  // Short ones: the success and the end in the same few milliseconds, delivered in that order.
+  const targetPort = await echoTarget(t, "E");
+  const watches: Watch[] = [];
+  for (let i = 0; i < 20; i++) {
+    const c = net.connect(l.port, "127.0.0.1");
+    const reply = readUntilEnd(c);
+    c.end("x");
+    const b = await q.next();
+    const sw = new Watch();
+    relay.dial(b.fd, "127.0.0.1", targetPort, { connectTimeoutMs: 2000, idleTimeoutMs: null }, sw);
+    t.is(await reply, "E:x");
+    await sw.end;
+    watches.push(sw);
+  }
+  t.deepEqual(watches.map((sw) => sw.connectsAtEnd), watches.map(() => 1));
 });
 
 test.serial("a blocking listening socket (systemd's socket activation passes them so) is made non-blocking: one client alone is served", async (t) => {

@@ -7,6 +7,14 @@ import type { Accepted, DialFailure, Relay, RelayEnd, RelayWatcher } from "../na
 import { buildV1, buildV2 } from "./proxy-protocol.js";
 import { unmapIPv4, type AppRuntime, type Carried, type EndReason, type ProxyHooks } from "./connection.js";
 
+/** Whether a target's host is an IP address (no lookup), once per target of a plan rather than per connection. */
+const literalHosts = new WeakMap<Target, boolean>();
+function isLiteral(target: Target): boolean {
+  let literal = literalHosts.get(target);
+  if (literal === undefined) literalHosts.set(target, (literal = net.isIP(target.host) !== 0));
+  return literal;
+}
+
 /**
  * A connection the relay's thread accepted (native/relay_accept.c), carried
  * without a Node socket: JS routes it, applies the limits and orders the
@@ -73,7 +81,7 @@ export class RelayedConnection implements Carried, RelayWatcher {
     const target = this.order[this.nextTarget++];
     if (target === undefined) return this.fail("no_target");
     this.target = target;
-    if (net.isIP(target.host) !== 0) return this.dial(runtime.app, target.host);
+    if (isLiteral(target)) return this.dial(runtime.app, target.host);
     runtime.lookup(target.host, { all: true }, (err, found) => {
       // Shed or cut meanwhile: fail() has closed the client, or its shutdown is on its way.
       if (this.finished || this.endReason !== "closed") return;
