@@ -278,13 +278,8 @@ export class Relay {
   private delivered(ends: Float64Array, events: Float64Array, accepted: boolean): void {
     let failed = false;
     let first: unknown;
-    if (accepted) {
-      try {
-        this.takeAccepted();
-      } catch (e) {
-        [failed, first] = [true, e];
-      }
-    }
+    // Connects, then ends, then what was accepted: a new connection is routed and
+    // limited on counts that include everything this batch reports.
     for (let i = 0; i + EVENT_FIELDS <= events.length; i += EVENT_FIELDS) {
       const watcher = this.pending.get(events[i + 1]!);
       try {
@@ -303,6 +298,13 @@ export class Relay {
       if (errno !== 0) end.errno = getSystemErrorName(-errno);
       try {
         watcher?.done(end);
+      } catch (e) {
+        if (!failed) [failed, first] = [true, e];
+      }
+    }
+    if (accepted) {
+      try {
+        this.takeAccepted();
       } catch (e) {
         if (!failed) [failed, first] = [true, e];
       }
