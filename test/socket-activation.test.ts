@@ -51,6 +51,9 @@ test("a socket unit's listener is served as it is, kept out of the fd store, and
   const from = manager.logs.length;
   process.kill(manager.mainPid, "SIGKILL");
   const again = await manager.waitFor((l) => l.event === "supervisor_ready" && l.pid !== ready.pid, 20_000, from);
+  // Only the state is replaced in the store: the unit's socket never was in it, so nothing is removed for it.
+  const update = await manager.waitFor((l) => l.event === "fd_store_updated" && l.pid === again.pid, 20_000, from);
+  t.like(update, { removed: 1, stored: 2 }, JSON.stringify(update));
   await load.progress(100);
   const result = await load.stop();
   t.is(result.failed, 0, JSON.stringify(result.errors));
