@@ -6,34 +6,19 @@
 // `--steering bpf` refuses to start (scenario test/scenarios/socket-activation.ts,
 // in `unshare -n`: BPF is never attached to the machine's own namespace).
 import test, { type ExecutionContext } from "ava";
-import path from "node:path";
-import { closeFd, listenTcp, setBlocking, socketInode } from "../native/index.js";
 import { listeningSockets } from "../supervisor/listeners/listening-sockets.js";
-import { ServiceManager } from "./helpers/service-manager.js";
-import { freePorts, startTarget } from "./helpers/net.js";
-import { app, config, startLoad } from "./helpers/reload.js";
-import { tempDir, writeJson, type LogLine } from "./helpers/supervisor.js";
+import { socketUnit } from "./helpers/socket-unit.js";
+import { startLoad } from "./helpers/reload.js";
+import type { LogLine } from "./helpers/supervisor.js";
 import { scenarioResult } from "./helpers/netns.js";
 
 test("a socket unit's listener is served as it is, kept out of the fd store, and served again after kill -9: 0 refused", async (t) => {
-  const target = await startTarget("a");
-  const [port, own] = (await freePorts(2)) as [number, number];
-  // What a .socket unit with ListenStream=127.0.0.1:PORT and FileDescriptorName=web passes:
-  // a blocking socket (systemd sets O_NONBLOCK only with NonBlocking=yes).
-  const unitSocket = listenTcp("127.0.0.1", port, 128);
-  setBlocking(unitSocket, true);
-  const inode = socketInode(unitSocket);
-  const dir = tempDir("switchyard-socket-unit-");
-  const configPath = path.join(dir, "config.json");
-  writeJson(configPath, config(app("a", [port, own], [target])));
-  const manager = new ServiceManager({
-    args: ["--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", path.join(dir, "run"), "--workers", "1", "--steering", "ports", "--fd-store", "--access-log", "off"],
-    sockets: [{ name: "web", fd: unitSocket }],
-  });
+  const unit = await socketUnit();
+  const { port, own, inode } = unit;
+  const manager = unit.manager("ports", "run");
   t.teardown(async () => {
     await manager.stop();
-    closeFd(unitSocket);
-    await target.close();
+    await unit.close();
   });
   manager.start();
   const ready = await manager.waitFor((l) => l.event === "supervisor_ready");

@@ -3,13 +3,11 @@
 // never be attached to the machine's own namespace. `--steering auto` (the
 // shipped unit's) and then `--steering bpf`, each under the suite's service
 // manager with the unit's socket and the fd store, as the shipped units run it.
-import path from "node:path";
-import { listenTcp, setBlocking, socketInode, closeFd } from "../../native/index.js";
 import { listeningSockets } from "../../supervisor/listeners/listening-sockets.js";
-import { ServiceManager } from "../helpers/service-manager.js";
-import { exchange, freePorts, startTarget } from "../helpers/net.js";
-import { app, config } from "../helpers/reload.js";
-import { tempDir, writeJson, type LogLine } from "../helpers/supervisor.js";
+import type { ServiceManager } from "../helpers/service-manager.js";
+import { socketUnit } from "../helpers/socket-unit.js";
+import { exchange } from "../helpers/net.js";
+import type { LogLine } from "../helpers/supervisor.js";
 import { netnsIno, netnsLinks, runScenario } from "./netns-lib.js";
 
 const ECHOES = 5;
@@ -18,20 +16,9 @@ const ECHOES = 5;
 const started = (m: ServiceManager): Promise<LogLine> => m.waitFor((l) => l.event === "supervisor_ready" || l.event === "start_failed", 30_000, 0);
 
 runScenario(async () => {
-  const target = await startTarget("a");
-  const [port, own] = (await freePorts(2)) as [number, number];
-  // What a .socket unit with ListenStream=127.0.0.1:PORT and FileDescriptorName=web passes: a blocking socket.
-  const unitSocket = listenTcp("127.0.0.1", port, 128);
-  setBlocking(unitSocket, true);
-  const inode = socketInode(unitSocket);
-  const dir = tempDir("switchyard-socket-unit-");
-  const configPath = path.join(dir, "config.json");
-  writeJson(configPath, config(app("a", [port, own], [target])));
-  const manager = (steering: string, run: string): ServiceManager =>
-    new ServiceManager({
-      args: ["--config", configPath, "--admin", "127.0.0.1:0", "--runtime-dir", path.join(dir, run), "--workers", "1", "--steering", steering, "--fd-store", "--access-log", "off"],
-      sockets: [{ name: "web", fd: unitSocket }],
-    });
+  const unit = await socketUnit();
+  const { port, inode } = unit;
+  const manager = unit.manager;
   const links = (): number => netnsLinks(netnsIno()).length;
 
   const auto = manager("auto", "run-auto");
@@ -70,7 +57,6 @@ runScenario(async () => {
     await bpf.stop();
   }
   const linksAfter = links();
-  closeFd(unitSocket);
-  await target.close();
+  await unit.close();
   return { inode, auto: autoResult, bpf: bpfResult, linksAfter };
 }, 90_000);
