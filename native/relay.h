@@ -237,8 +237,11 @@ int relay_start(struct relay *r, const char **syscall); /* 0, or an errno and th
 /* Joins the thread, then closes every fd it still held (connections left get no done()). */
 void relay_stop(struct relay *r);
 void relay_wake(struct relay *r);
-/* Under mu: the tsfn is called once for whatever JS has waiting (ends, events, accepted). */
-/* all: also successes of connects not yet due (relay.c, CONNECTED_DELAY_MS). */
+/*
+ * Under mu: the tsfn is called once for whatever JS has waiting (ends, events,
+ * accepted); with `all` also for successes of connects not yet due (relay.c,
+ * CONNECTED_DELAY_MS).
+ */
 void relay_notify_locked(struct relay *r, bool all);
 /* Under mu; 0 or an errno. Sets c->id and c->seq. */
 int relay_slot_alloc(struct relay *r, struct relay_conn *c);
