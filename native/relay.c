@@ -73,14 +73,6 @@ static bool events_due(const struct relay *r) {
   return r->events != NULL && (r->events_urgent || r->now - r->events_since >= CONNECTED_DELAY_MS);
 }
 
-/* Milliseconds until the successes on the events list are due; timeout if sooner or none (under mu). */
-static int events_timeout_ms(const struct relay *r, int timeout) {
-  if (r->events == NULL || r->notify_pending) return timeout;
-  int64_t left = r->events_since + CONNECTED_DELAY_MS - r->now;
-  int ms = left < 0 ? 0 : (int)left;
-  return timeout < 0 || ms < timeout ? ms : timeout;
-}
-
 void relay_notify_locked(struct relay *r, bool all) {
   if (r->notify_pending || (r->done == NULL && r->naccepted == 0 && !(all ? r->events != NULL : events_due(r)))) return;
   r->notify_pending = true;
@@ -216,10 +208,10 @@ static void expire(struct relay *r) {
 
 /*
  * Ended connections to the JS thread, and a call of the tsfn if anything
- * (ends, events due, accepted) waits. Returns the epoll timeout for events not
- * yet due.
+ * (ends, events due, accepted) waits. Returns when the successes not yet due
+ * are (RELAY_NEVER: none, or the call that takes them is on its way).
  */
-static int hand_over(struct relay *r) {
+static int64_t hand_over(struct relay *r) {
   pthread_mutex_lock(&r->mu);
   if (r->zombies != NULL) {
     *r->done_tail = r->zombies;
@@ -228,18 +220,18 @@ static int hand_over(struct relay *r) {
     r->zombies_tail = &r->zombies;
   }
   relay_notify_locked(r, false);
-  int timeout = events_timeout_ms(r, -1);
+  int64_t due = r->events == NULL || r->notify_pending ? RELAY_NEVER : r->events_since + CONNECTED_DELAY_MS;
   pthread_mutex_unlock(&r->mu);
-  return timeout;
+  return due;
 }
 
 static void *relay_main(void *arg) {
   struct relay *r = arg;
   struct epoll_event events[MAX_EVENTS];
-  int delivery = -1;
+  int64_t deliver_at = RELAY_NEVER;
   for (;;) {
     int timeout = list_empty(&r->more) ? dial_keepalive_timeout_ms(r, accept_timeout_ms(r, wheel_timeout_ms(&r->wheel, r->now))) : 0;
-    if (delivery >= 0 && (timeout < 0 || delivery < timeout)) timeout = delivery;
+    timeout = relay_sooner(timeout, r->now, deliver_at);
     /* Only EINTR can fail it here (n < 0): that is an empty turn. */
     int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
     r->now = relay_now_ms();
@@ -249,7 +241,7 @@ static void *relay_main(void *arg) {
     accept_turn(r);
     expire(r);
     dial_keepalive_turn(r);
-    delivery = hand_over(r);
+    deliver_at = hand_over(r);
     if (stop) return NULL;
   }
 }

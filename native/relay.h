@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -299,6 +300,17 @@ bool relay_get_idle(napi_env env, napi_value value, int64_t *idle);
 /* relay_napi.c: a new connection's slot, its registration and its place on the adds list (JS thread). */
 napi_value relay_submit(napi_env env, struct relay *r, struct relay_conn *c);
 struct relay_conn *relay_conn_new(napi_env env, int client, int target, int64_t idle);
+
+/* No deadline (relay_sooner). */
+#define RELAY_NEVER INT64_MAX
+
+/* The epoll timeout in ms: `timeout` (-1: none), or sooner if `due` (the thread's clock) comes first. */
+static inline int relay_sooner(int timeout, int64_t now, int64_t due) {
+  if (due == RELAY_NEVER) return timeout;
+  int64_t left = due - now;
+  int ms = left <= 0 ? 0 : left >= INT_MAX ? INT_MAX : (int)left;
+  return timeout < 0 || ms < timeout ? ms : timeout;
+}
 
 static inline uint64_t relay_stat_get(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 static inline void relay_stat_add(uint64_t *v, int64_t d) { __atomic_fetch_add(v, (uint64_t)d, __ATOMIC_RELAXED); }

@@ -190,10 +190,7 @@ void accept_turn(struct relay *r) {
 }
 
 int accept_timeout_ms(const struct relay *r, int timeout) {
-  if (list_empty(&r->resting)) return timeout;
-  int64_t left = r->rest_until - r->now;
-  int ms = left < 0 ? 0 : (int)left;
-  return timeout < 0 || ms < timeout ? ms : timeout;
+  return list_empty(&r->resting) ? timeout : relay_sooner(timeout, r->now, r->rest_until);
 }
 
 static void free_listeners(struct relay_listener *l) {

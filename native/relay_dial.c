@@ -75,9 +75,7 @@ void dial_keepalive_turn(struct relay *r) {
 int dial_keepalive_timeout_ms(const struct relay *r, int timeout) {
   if (list_empty(&r->keepalive_due)) return timeout;
   const struct relay_conn *c = RELAY_OWNER(r->keepalive_due.next, struct relay_conn, keepalive);
-  int64_t left = c->connected_at + KEEPALIVE_AFTER_MS - r->now;
-  int ms = left < 0 ? 0 : (int)left;
-  return timeout < 0 || ms < timeout ? ms : timeout;
+  return relay_sooner(timeout, r->now, c->connected_at + KEEPALIVE_AFTER_MS);
 }
 
 static void connected(struct relay *r, struct relay_conn *c, bool target_readable) {

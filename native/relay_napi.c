@@ -69,8 +69,8 @@ bool relay_get_idle(napi_env env, napi_value value, int64_t *idle) {
 /*
  * add(): an error or a hang-up until conn_begin() watches for everything
  * (RELAY_WATCH). dial(): everything from now on, and no EPOLL_CTL_MOD later:
- * readiness before the target is connected is dropped (conn_event), and
- * conn_begin() reads the client as if it were readable.
+ * readiness before the target is connected is only noted (`early`), and
+ * conn_begin() reads the client if it says there is something to read.
  */
 static int watch(struct relay *r, struct relay_conn *c, int side) {
   bool all = c->state == CONN_DIALLING;

@@ -17,7 +17,7 @@ import { chooseSteering } from "./listeners/steering-select.js";
 import { SystemdNotifier } from "./operations/systemd.js";
 import { adoptRuntimeDirLock, claimRuntimeDir } from "./runtime-dir-lock.js";
 import { closeInheritance, sortInheritance, type Inheritance } from "./handover/inheritance.js";
-import { FD_NAMES, isOwnListenerName, takeListenFds, type NamedFd } from "./handover/named-fds.js";
+import { FD_NAMES, takeListenFds, type NamedFd } from "./handover/named-fds.js";
 import { isUpgrade, receiveHandover, type Predecessor } from "./handover/predecessor.js";
 import { FdStore } from "./handover/fd-store.js";
 import { Upgrades } from "./handover/upgrades.js";
@@ -169,7 +169,7 @@ export async function runSupervisor(argv: string[]): Promise<number> {
     predecessor.onTotals = (m) => supervisor.metrics.inherit(m as never);
   }
   // A socket unit's listeners come with every start, never from the store: nothing to remove there.
-  const unitSockets = new Set((inheritance?.listeners ?? []).filter((l) => !isOwnListenerName(l.name)).map((l) => l.name));
+  const unitSockets = new Set((inheritance?.socketUnit ?? []).map((l) => l.name));
   const storeHolds = [...(inheritance?.names ?? [])].filter((n) => !unitSockets.has(n) && n !== FD_NAMES.control && n !== FD_NAMES.admin && n !== FD_NAMES.lock && n !== FD_NAMES.counters);
   const fdStore = new FdStore(notifier, log, storeHolds);
   /**

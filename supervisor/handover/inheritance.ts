@@ -1,13 +1,15 @@
 // What a starting supervisor received from the one before it, sorted by use.
 import type { Logger } from "../../common/log.js";
 import type { InheritedBpf } from "../listeners/bpf-listeners.js";
-import { appSlotOf, closeAllNamed, FD_NAMES, type NamedFd } from "./named-fds.js";
+import { appSlotOf, closeAllNamed, FD_NAMES, isOwnListenerName, type NamedFd } from "./named-fds.js";
 import { readStateMemfd, type HandoverState } from "./handover-state.js";
 
 export interface Inheritance {
   from: "upgrade" | "systemd";
   /** Listening sockets for ports mode, matched to the config by address and port. */
   listeners: NamedFd[];
+  /** Those of `listeners` a socket unit passes (names not ours): they come with every start, never from the fd store. */
+  socketUnit: NamedFd[];
   /** BPF mode: link, maps and app sockets, when all three maps came. */
   bpf: InheritedBpf | undefined;
   control: number | undefined;
@@ -17,7 +19,7 @@ export interface Inheritance {
   counters: { fd: number; slots: { name: string; slot: number }[]; rows: number[] } | undefined;
   /** The last generation the previous supervisor started (0: unknown). */
   generation: number;
-  /** Every name received: what systemd's fd store holds now. */
+  /** Every name received: what systemd's fd store holds now, and a socket unit's. */
   names: Set<string>;
   /** Every fd received: the caller closes them all once the providers have taken copies. */
   all: NamedFd[];
@@ -61,6 +63,7 @@ export function sortInheritance(from: Inheritance["from"], fds: NamedFd[], inlin
   return {
     from,
     listeners,
+    socketUnit: listeners.filter((f) => !isOwnListenerName(f.name)),
     bpf,
     control: byName.get(FD_NAMES.control),
     admin: byName.get(FD_NAMES.admin),

@@ -6,7 +6,6 @@ import type { ListenerProvider } from "./listener-provider.js";
 import { PortListeners } from "./port-listeners.js";
 import { BpfListeners } from "./bpf-listeners.js";
 import type { Inheritance } from "../handover/inheritance.js";
-import { isOwnListenerName } from "../handover/named-fds.js";
 
 /**
  * How connections reach the workers' sockets: BPF sk_lookup (one socket per
@@ -64,8 +63,7 @@ function shownNames(fds: readonly { name: string }[]): string {
  */
 function perPortReason(inherited: Inheritance | undefined): { reason: string; hint: string } | undefined {
   if (!inherited) return undefined;
-  const { listeners } = inherited;
-  const unit = listeners.filter((f) => !isOwnListenerName(f.name));
+  const { listeners, socketUnit: unit } = inherited;
   if (unit.length > 0) return { reason: `socket activation passes per-port listening sockets (${shownNames(unit)}), which BPF mode does not use`, hint: "" };
   if (listeners.length === 0 || inherited.bpf !== undefined) return undefined;
   const source = inherited.from === "upgrade" ? "the previous supervisor hands over" : "systemd's fd store holds";
